@@ -1,0 +1,131 @@
+/**
+ * The model card: `config.json` inside a model folder, as `padserve convert` / `padserve synth` write it and the
+ * runtime and the server's model repository read it. One schema for both families; family-specific parts are
+ * tagged unions. Everything the runtime needs to feed and decode the graph is here, nothing is guessed.
+ */
+import type { DType } from '../tensor.js';
+
+export const MODEL_CARD_FORMAT = 'padserve-model';
+export const MODEL_CARD_VERSION = 1;
+
+export type Dim = number | string;
+
+export interface TensorSpec {
+  name: string;
+  dtype: DType;
+  /** Fixed sizes or symbolic names ("batch", "sequence"). */
+  shape: Dim[];
+}
+
+/** Where the weights came from: said plainly in responses' metadata and the README. */
+export type WeightSource =
+  | { kind: 'checkpoint'; path: string; format: 'torch-zip' | 'safetensors'; sha256: string }
+  | { kind: 'synthetic'; generator: string; seed: number; note: string };
+
+export interface GraphFiles {
+  /** The ONNX graph, relative to the model folder. */
+  file: string;
+  /** External-data file, if the weights are stored outside the graph. */
+  dataFile: string | null;
+  opset: number;
+  /** Bytes of all initializers (the stored weights). */
+  initializerBytes: number;
+  /** Number of stored weight values (parameters after folding). */
+  parameters: number;
+  /** sha256 over the initializers (names, dtypes, shapes, bytes). */
+  weightsSha256: string;
+  /**
+   * Largest batch one run of the graph takes; larger batches are split by the runtime. null = unlimited.
+   * Lets a family use a per-sample form where that is fastest without callers knowing.
+   */
+  maxRunBatch: number | null;
+}
+
+/** How raw images become the model's input tensor (issue: per-model preprocessing). */
+export interface ImagePreprocessSpec {
+  /** Model input size (height = width). */
+  size: number;
+  /** 'shorter-side-then-center-crop' resizes the shorter side to `resizeShorter` then crops `size`; 'direct' resizes to size×size. */
+  resize: 'shorter-side-then-center-crop' | 'direct';
+  resizeShorter?: number;
+  /** Resampling filter. 'pil-bilinear' reproduces Pillow's BILINEAR (antialiased triangle filter) exactly. */
+  kernel: 'pil-bilinear' | 'pil-bicubic' | 'nearest' | 'sharp-linear';
+  /** gray → 3 channels by replication, alpha dropped (not composited). */
+  channels: 'rgb';
+  mean: [number, number, number];
+  std: [number, number, number];
+  /** Pixel scale before mean/std (1/255). */
+  scale: number;
+}
+
+export interface ResNetArchitecture {
+  block: 'bottleneck' | 'basic';
+  blocks: number[];
+  stemChannels: number;
+  widths: number[];
+  expansion: number;
+  numClasses: number;
+  kernels: number;
+  temperature: number;
+  /** Number of PAD conv layers. */
+  padConvs: number;
+}
+
+export interface BertArchitecture {
+  hiddenSize: number;
+  layers: number;
+  heads: number;
+  intermediateSize: number;
+  vocabSize: number;
+  maxPositions: number;
+  typeVocabSize: number;
+  layerNormEps: number;
+  experts: number;
+  topK: number;
+  /** 'pad' linears, 'dense' (ordinary), or 'moe' (all experts fully dynamic). */
+  ffn: 'pad' | 'dense' | 'moe';
+}
+
+interface CardBase {
+  format: typeof MODEL_CARD_FORMAT;
+  formatVersion: typeof MODEL_CARD_VERSION;
+  name: string;
+  /** 'pad' = PAD-Net; 'static' / 'dense' = no dynamic part; 'dyconv' / 'moe' = fully dynamic baseline. */
+  variant: 'pad' | 'static' | 'dyconv' | 'dense' | 'moe';
+  source: WeightSource;
+  graph: GraphFiles;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  labels: string[];
+  /** Realised dynamic ratio overall and per dynamic layer (fraction of mask entries that are 1). */
+  dynamic: { ratio: number; layers: { name: string; ratio: number; entries: number }[] };
+  createdBy: string;
+}
+
+export interface ResNetCard extends CardBase {
+  family: 'resnet';
+  architecture: ResNetArchitecture;
+  preprocess: ImagePreprocessSpec;
+}
+
+export interface BertCard extends CardBase {
+  family: 'bert';
+  architecture: BertArchitecture;
+  problemType: 'single_label_classification' | 'regression';
+  /** GLUE task this head was trained for, if known. */
+  task: string | null;
+  tokenizer: { vocab: 'bert-base-uncased'; lowercase: true; maxLength: number };
+}
+
+export type ModelCard = ResNetCard | BertCard;
+
+export const IMAGENET_PREPROCESS: ImagePreprocessSpec = {
+  size: 224,
+  resize: 'shorter-side-then-center-crop',
+  resizeShorter: 256,
+  kernel: 'pil-bilinear',
+  channels: 'rgb',
+  mean: [0.485, 0.456, 0.406],
+  std: [0.229, 0.224, 0.225],
+  scale: 1 / 255,
+};
