@@ -36,12 +36,12 @@ export class Ops {
   }
 
   conv(x: Value, w: Value, b: Value | null, a: ConvAttrs = {}, name = 'conv'): Value {
-    const attrs: Record<string, number[]> = {};
+    const attrs: Record<string, number | number[]> = {};
     if (a.strides) attrs.strides = [...a.strides];
     if (a.pads) attrs.pads = [...a.pads];
     if (a.dilations) attrs.dilations = [...a.dilations];
-    const extra = a.group && a.group !== 1 ? { group: a.group } : {};
-    return this.g.op('Conv', b ? [x, w, b] : [x, w], { ...attrs, ...extra }, { name });
+    if (a.group && a.group !== 1) attrs.group = a.group;
+    return this.g.op('Conv', b ? [x, w, b] : [x, w], attrs, { name });
   }
 
   maxPool(x: Value, kernel: number, stride: number, pad: number): Value {

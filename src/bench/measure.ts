@@ -1,0 +1,102 @@
+/**
+ * Measurement helpers shared by the benchmarks: latency statistics, process memory, machine description, report
+ * files. Benchmarks print and write numbers; tests never assert them.
+ */
+import { cpus, totalmem, type as osType, release } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import ort from 'onnxruntime-node';
+
+export interface LatencyStats {
+  n: number;
+  meanMs: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  minMs: number;
+}
+
+export function percentile(sortedMs: readonly number[], p: number): number {
+  if (!sortedMs.length) return NaN;
+  const idx = Math.min(sortedMs.length - 1, Math.max(0, Math.ceil((p / 100) * sortedMs.length) - 1));
+  return sortedMs[idx]!;
+}
+
+export function latencyStats(samplesMs: readonly number[]): LatencyStats {
+  const s = [...samplesMs].sort((a, b) => a - b);
+  const mean = s.reduce((a, b) => a + b, 0) / Math.max(1, s.length);
+  return { n: s.length, meanMs: mean, p50Ms: percentile(s, 50), p90Ms: percentile(s, 90), p99Ms: percentile(s, 99), minMs: s[0] ?? NaN };
+}
+
+/**
+ * Times `fn` after `warmup` calls until both `minIterations` and `minSeconds` are reached (or `maxSeconds`).
+ */
+export async function timeIt(fn: () => Promise<unknown>, opts: { warmup?: number; minIterations?: number; minSeconds?: number; maxSeconds?: number } = {}): Promise<LatencyStats> {
+  const { warmup = 2, minIterations = 5, minSeconds = 3, maxSeconds = 60 } = opts;
+  for (let i = 0; i < warmup; i++) await fn();
+  const samples: number[] = [];
+  const start = performance.now();
+  for (;;) {
+    const t0 = performance.now();
+    await fn();
+    samples.push(performance.now() - t0);
+    const elapsed = (performance.now() - start) / 1000;
+    if ((samples.length >= minIterations && elapsed >= minSeconds) || elapsed >= maxSeconds) break;
+  }
+  return latencyStats(samples);
+}
+
+export function rssMb(): number {
+  return process.memoryUsage.rss() / 2 ** 20;
+}
+
+export interface MachineInfo {
+  cpu: string;
+  cores: number;
+  memoryGb: number;
+  os: string;
+  node: string;
+  onnxruntime: string;
+  date: string;
+}
+
+export function machineInfo(): MachineInfo {
+  const c = cpus();
+  return {
+    cpu: c[0]?.model ?? 'unknown',
+    cores: c.length,
+    memoryGb: Math.round(totalmem() / 2 ** 30),
+    os: `${osType()} ${release()}`,
+    node: process.version,
+    onnxruntime: ort.env.versions.node ?? 'unknown',
+    date: new Date().toISOString(),
+  };
+}
+
+export function machineMarkdown(m: MachineInfo): string {
+  return `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GiB; ${m.os}; Node ${m.node}; onnxruntime-node ${m.onnxruntime}; ${m.date}`;
+}
+
+/** Markdown table from rows of cells. */
+export function markdownTable(header: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
+  const fmt = (c: string | number) => (typeof c === 'number' ? formatNumber(c) : c);
+  return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.map(fmt).join(' | ')} |`)].join('\n');
+}
+
+export function formatNumber(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  if (Math.abs(x) >= 100) return x.toFixed(0);
+  if (Math.abs(x) >= 10) return x.toFixed(1);
+  return x.toFixed(2);
+}
+
+/** Writes `<name>.json` and `<name>.md` under the results folder (git-ignored) and returns their paths. */
+export function writeReport(dir: string, name: string, json: unknown, markdown: string): { json: string; md: string } {
+  mkdirSync(dir, { recursive: true });
+  const paths = { json: join(dir, `${name}.json`), md: join(dir, `${name}.md`) };
+  writeFileSync(paths.json, `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(paths.md, `${markdown}\n`);
+  return paths;
+}
+
+export const RESULTS_DIR = 'bench/results';
