@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
+import { IMAGE_FIXTURES, PADNET_FIXTURES } from './support/paths.js';
 import { IMAGENET_PREPROCESS, type ImagePreprocessSpec } from '../src/model/card.js';
 import {
   centerCropOffset,
@@ -29,8 +30,8 @@ import {
   pngWithClaimedSize,
 } from './support/images.js';
 
-const IMAGES = '/work/shared/fixtures/images';
-const MNIST = '/work/shared/fixtures/padnet/resnet-mnist';
+const IMAGES = IMAGE_FIXTURES;
+const MNIST = join(PADNET_FIXTURES, 'resnet-mnist');
 const LIMITS = { maxInputPixels: 40_000_000 };
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
