@@ -100,3 +100,14 @@ export function writeReport(dir: string, name: string, json: unknown, markdown: 
 }
 
 export const RESULTS_DIR = 'bench/results';
+
+export interface LatencySummary extends LatencyStats {
+  p95Ms: number;
+  maxMs: number;
+}
+
+/** latencyStats plus p95 and the maximum (the load tests report p50/p90/p95/p99). */
+export function latencySummary(samplesMs: readonly number[]): LatencySummary {
+  const s = [...samplesMs].sort((a, b) => a - b);
+  return { ...latencyStats(s), p95Ms: percentile(s, 95), maxMs: s[s.length - 1] ?? NaN };
+}

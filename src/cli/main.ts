@@ -12,6 +12,7 @@ const COMMANDS: Record<string, { load: () => Promise<CommandModule>; summary: st
   predict: { load: () => import('./predict.js'), summary: 'run a model folder on tensors, an image or text' },
   serve: { load: () => import('./serve.js'), summary: 'start the HTTP server' },
   bench: { load: () => import('./bench.js'), summary: 'run benchmarks (resnet | bert | all)' },
+  eval: { load: () => import('./eval.js'), summary: 'accuracy of an image model through the server on a labelled folder' },
 };
 
 function usage(): string {

@@ -4,6 +4,8 @@
  */
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import type { GraphBuilder } from '../onnx/builder.js';
 import { writeModel } from '../onnx/serialize.js';
 import { DEFAULT_OPSET } from '../onnx/proto.js';
@@ -33,8 +35,8 @@ export interface WriteFolderOptions {
  * folder first and are renamed into place, so a reader never sees a half-written model.
  */
 export function writeModelFolder(dir: string, g: GraphBuilder, draft: CardDraft, opts: WriteFolderOptions = {}): ModelCard {
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
+  // Unique per host and process: replicas sharing one volume must not clobber each other's half-written folders.
+  const tmp = `${dir}.tmp-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
   mkdirSync(tmp, { recursive: true });
   const written = writeModel(g, join(tmp, GRAPH_FILE), {
     producer: 'padserve',
@@ -52,9 +54,20 @@ export function writeModelFolder(dir: string, g: GraphBuilder, draft: CardDraft,
   };
   const card = { format: MODEL_CARD_FORMAT, formatVersion: MODEL_CARD_VERSION, ...draft, graph } as ModelCard;
   writeFileSync(join(tmp, CARD_FILE), `${JSON.stringify(card, null, 2)}\n`);
-  rmSync(dir, { recursive: true, force: true });
-  renameSync(tmp, dir);
+  replaceFolder(tmp, dir);
   return card;
+}
+
+/** Moves `from` into place at `to`; an existing `to` is moved aside first and removed after the swap. */
+function replaceFolder(from: string, to: string): void {
+  if (!existsSync(to)) {
+    renameSync(from, to);
+    return;
+  }
+  const old = `${to}.old-${randomBytes(4).toString('hex')}`;
+  renameSync(to, old);
+  renameSync(from, to);
+  rmSync(old, { recursive: true, force: true });
 }
 
 export function readModelCard(dir: string): ModelCard {

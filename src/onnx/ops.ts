@@ -164,6 +164,48 @@ export class Ops {
     return this.g.op('LayerNormalization', [x, scale, bias], { axis, epsilon: { float: epsilon } });
   }
 
+  // --- routing / gather-scatter helpers (PAD-MoE BERT) ---
+
+  where(condition: Value, a: Value, b: Value): Value {
+    return this.g.op('Where', [condition, a, b]);
+  }
+
+  greater(a: Value, b: Value): Value {
+    return this.g.op('Greater', [a, b]);
+  }
+
+  /** Indices of the non-zero elements, shape (rank, n). */
+  nonZero(x: Value): Value {
+    return this.g.op('NonZero', [x]);
+  }
+
+  /** A tensor of the runtime shape `shape` (int64 1-D) filled with a float32 constant. */
+  constantOfShape(shape: Value, value = 0): Value {
+    return this.g.op('ConstantOfShape', [shape], { value: floatTensor([value], [1]) });
+  }
+
+  gatherND(data: Value, indices: Value, batchDims = 0): Value {
+    return this.g.op('GatherND', [data, indices], batchDims ? { batch_dims: batchDims } : {});
+  }
+
+  /** ScatterND (opset 16+): reduction 'add' accumulates updates into the copy of `data`. */
+  scatterND(data: Value, indices: Value, updates: Value, reduction: 'none' | 'add' = 'none'): Value {
+    return this.g.op('ScatterND', [data, indices, updates], reduction === 'none' ? {} : { reduction });
+  }
+
+  scatterElements(data: Value, indices: Value, updates: Value, axis: number): Value {
+    return this.g.op('ScatterElements', [data, indices, updates], { axis });
+  }
+
+  /** Slice with runtime (or constant) starts/ends along `axes`. */
+  slice(x: Value, starts: Value, ends: Value, axes: Value): Value {
+    return this.g.op('Slice', [x, starts, ends, axes]);
+  }
+
+  cumSum(x: Value, axis: Value): Value {
+    return this.g.op('CumSum', [x, axis]);
+  }
+
   /** Exact GELU: 0.5·x·(1 + erf(x/√2)), written so onnxruntime fuses it into its Gelu kernel. */
   gelu(x: Value): Value {
     const scaled = this.div(x, this.f32([Math.SQRT2], [], 'sqrt2'));

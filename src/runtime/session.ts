@@ -19,6 +19,12 @@ export interface SessionOptions {
   graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Write an onnxruntime profile (JSON) with this prefix. */
   profilePrefix?: string;
+  /**
+   * Skip weight prepacking (`session.disable_prepacking`). With external weights, onnxruntime then memory-maps
+   * the data file instead of copying it: sessions over the same file (instances, workers, or models whose
+   * weights files are hard links of one another) share one copy in the page cache. Costs some MatMul/Conv speed.
+   */
+  disablePrepacking?: boolean;
 }
 
 export type Feeds = Record<string, HostTensor>;
@@ -85,6 +91,7 @@ function sessionOptions(opts: SessionOptions, device: ExecutionDevice): ort.Infe
     executionMode: 'sequential',
   };
   if (opts.intraOpThreads) o.intraOpNumThreads = opts.intraOpThreads;
+  if (opts.disablePrepacking) o.extra = { session: { disable_prepacking: '1' } };
   if (opts.profilePrefix) {
     o.enableProfiling = true;
     o.profileFilePrefix = opts.profilePrefix;

@@ -1,0 +1,452 @@
+/**
+ * `padserve bench bert` (`npm run bench:bert`): full-size BERT-base as dense, PAD-MoE (E = 8, k = 2, 50% dynamic)
+ * and fully dynamic MoE, synthesised once into .cache/bench/bert-{dense,pad,moe}. Each model runs in its own child
+ * process (its RSS is its own). The parent interleaves single runs — each turn runs every model once, in rotating
+ * order — so load from other work on a shared machine hits every model alike; throughput comes from the median
+ * latency and the ratios from per-turn paired latency ratios. Inputs: GLUE-like pairs of 40–60 tokens from the real
+ * tokenizer, batch 1 and 8. Writes bench/results/bert.{json,md} and copies the Markdown to docs/bench/bert.md.
+ */
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ort from 'onnxruntime-node';
+import { CliError, intOption, floatOption, parse } from '../cli/args.js';
+import { readModelCard } from '../model/folder.js';
+import { BERT_GRAPH_REVISION } from '../convert/bert/graph.js';
+import { cardParameters } from '../convert/bert/command.js';
+import type { BertCard } from '../model/card.js';
+import { ModelSession, type Feeds } from '../runtime/session.js';
+import { BertTokenizer } from '../preprocess/text/index.js';
+import { Rng } from '../synth/random.js';
+import {
+  RESULTS_DIR,
+  latencyStats,
+  machineInfo,
+  machineMarkdown,
+  markdownTable,
+  rssMb,
+  writeReport,
+  type LatencyStats,
+} from './measure.js';
+
+const USAGE = `usage: padserve bench bert [options]
+
+  --quick                short run (15 s per batch size, at least 4 turns)
+  --models LIST          synthesised variants to run (default dense,pad,moe; "none" for only --model)
+  --model LABEL=DIR[:no-prepack]  also run this model folder (repeatable; e.g. other PAD-MoE strategies)
+  --seconds S            time budget per batch size (default 60; every turn runs each model once)
+  --min-turns N          at least this many turns per batch size (default 10)
+  --threads N            intra-op threads per model (default 2)
+  --no-prepack           session config disable_prepacking=1 (weights used from the memory-mapped file)
+  --seed S               seed of the synthetic models (default 0)
+  --name NAME            report name under bench/results (default bert; only "bert" is copied to docs/bench)`;
+
+const BATCHES = [1, 8];
+const VARIANTS = ['dense', 'pad', 'moe'] as const;
+const CACHE = '.cache/bench';
+
+// ---------- inputs: GLUE-like sentence pairs ----------
+
+const WORDS = (
+  'the a man woman child dog cat people group city river company market house car train school team game report ' +
+  'government study result price water food music film book night morning week year plan policy question answer ' +
+  'is was are were has had will would can could should may might does did says said thinks believes shows found ' +
+  'quickly slowly never often always almost quite very really later early today yesterday again together ' +
+  'big small old new young happy sad important difficult simple quiet loud red green strong weak public private ' +
+  'in on at with without under over after before during between about against through from into near ' +
+  'and but or because although while if when since unless so then also however therefore meanwhile ' +
+  'playing walking reading running eating writing building buying selling watching announced reported increased ' +
+  'decreased agreed refused expected described discussed improved reduced approved rejected, . ; ? ! 1990 2021 42'
+).split(' ');
+
+function sentence(rng: Rng, words: number): string {
+  const out: string[] = [];
+  for (let i = 0; i < words; i++) out.push(WORDS[Math.floor(rng.uniform() * WORDS.length)]!);
+  return `${out.join(' ')}.`;
+}
+
+/** Batches of premise/hypothesis pairs whose encodings have 40–60 tokens (MNLI-like lengths). */
+export function gluePairBatches(batch: number, count: number, seed = 1): Feeds[] {
+  const tok = BertTokenizer.load();
+  const rng = new Rng(seed);
+  return Array.from({ length: count }, () => {
+    const pairs: { a: string; b: string }[] = [];
+    while (pairs.length < batch) {
+      const pair = {
+        a: sentence(rng, 14 + Math.floor(rng.uniform() * 18)),
+        b: sentence(rng, 6 + Math.floor(rng.uniform() * 10)),
+      };
+      const n = tok.encode(pair.a, pair.b).inputIds.length;
+      if (n >= 40 && n <= 60) pairs.push(pair);
+    }
+    const enc = tok.encodeBatch(pairs);
+    return { input_ids: enc.inputIds, attention_mask: enc.attentionMask, token_type_ids: enc.tokenTypeIds };
+  });
+}
+
+// ---------- worker (one model per child process) ----------
+
+type ToWorker = { type: 'warmup' } | { type: 'run'; batch: number; iterations: number } | { type: 'exit' };
+type FromWorker =
+  | { type: 'loaded'; loadMs: number; rssLoadMb: number }
+  | { type: 'ready'; rssMb: number; smaps: Record<string, number> }
+  | { type: 'samples'; batch: number; ms: number[] }
+  | { type: 'error'; message: string };
+
+function smapsRollup(): Record<string, number> {
+  const text = readFileSync('/proc/self/smaps_rollup', 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+  return {
+    rssMb: kb('Rss') / 1024,
+    pssMb: kb('Pss') / 1024,
+    anonymousMb: kb('Anonymous') / 1024,
+    fileMb: (kb('Rss') - kb('Anonymous')) / 1024,
+  };
+}
+
+interface Runner {
+  run(feeds: Feeds): Promise<unknown>;
+  release(): Promise<void>;
+}
+
+/**
+ * The server's ModelSession; with --no-prepack an equivalent onnxruntime session (same options) plus the config
+ * entry ModelSession does not expose.
+ */
+async function openRunner(dir: string, threads: number, noPrepack: boolean): Promise<Runner> {
+  if (!noPrepack) return ModelSession.load(dir, { intraOpThreads: threads });
+  const card = readModelCard(dir);
+  const session = await ort.InferenceSession.create(join(dir, card.graph.file), {
+    graphOptimizationLevel: 'all',
+    executionProviders: ['cpu'],
+    executionMode: 'sequential',
+    intraOpNumThreads: threads,
+    extra: { session: { disable_prepacking: '1' } },
+  });
+  return {
+    run: (feeds) =>
+      session.run(
+        Object.fromEntries(
+          Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor(t.dtype, t.data as never, [...t.shape])]),
+        ),
+      ),
+    release: () => session.release(),
+  };
+}
+
+async function runWorker(dir: string, threads: number, noPrepack: boolean): Promise<void> {
+  const send = (m: FromWorker) => process.send!(m);
+  const started = performance.now();
+  const session = await openRunner(dir, threads, noPrepack);
+  send({ type: 'loaded', loadMs: performance.now() - started, rssLoadMb: rssMb() });
+  const inputs = new Map(BATCHES.map((b) => [b, gluePairBatches(b, 4, 17 + b)]));
+  process.on('message', (m: ToWorker) => {
+    void (async () => {
+      if (m.type === 'exit') {
+        await session.release();
+        process.exit(0);
+      }
+      if (m.type === 'warmup') {
+        for (const feeds of inputs.values()) for (const f of feeds.slice(0, 2)) await session.run(f);
+        send({ type: 'ready', rssMb: rssMb(), smaps: smapsRollup() });
+        return;
+      }
+      const feeds = inputs.get(m.batch)!;
+      const ms: number[] = [];
+      for (let i = 0; i < m.iterations; i++) {
+        const t0 = performance.now();
+        await session.run(feeds[i % feeds.length]!);
+        ms.push(performance.now() - t0);
+      }
+      send({ type: 'samples', batch: m.batch, ms });
+    })().catch((err: unknown) => send({ type: 'error', message: String((err as Error).stack ?? err) }));
+  });
+}
+
+class Worker {
+  private readonly child: ChildProcess;
+  private pending: ((m: FromWorker) => void) | null = null;
+  private readonly queue: FromWorker[] = [];
+
+  constructor(cli: string, dir: string, threads: number, noPrepack: boolean) {
+    const args = [
+      'bench',
+      'bert',
+      '--worker',
+      dir,
+      '--threads',
+      String(threads),
+      ...(noPrepack ? ['--no-prepack'] : []),
+    ];
+    this.child = fork(cli, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child.on('message', (m: FromWorker) =>
+      this.pending ? (this.pending(m), (this.pending = null)) : this.queue.push(m),
+    );
+    this.child.on('exit', (code) =>
+      this.pending?.({ type: 'error', message: `worker for ${dir} exited with code ${code}` }),
+    );
+  }
+
+  next(): Promise<FromWorker> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((res) => (this.pending = res));
+  }
+
+  async request<T extends FromWorker['type']>(
+    msg: ToWorker | null,
+    want: T,
+  ): Promise<Extract<FromWorker, { type: T }>> {
+    if (msg) this.child.send(msg);
+    const reply = await this.next();
+    if (reply.type === 'error') throw new Error(reply.message);
+    if (reply.type !== want) throw new Error(`worker replied ${reply.type}, expected ${want}`);
+    return reply as Extract<FromWorker, { type: T }>;
+  }
+
+  stop(): void {
+    this.child.send({ type: 'exit' });
+  }
+}
+
+// ---------- parent ----------
+
+function findCli(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
+    const cli = join(dir, 'bin', 'padserve.js');
+    if (existsSync(cli)) return cli;
+  }
+  throw new Error('bin/padserve.js not found above src/bench');
+}
+
+function ensureModel(cli: string, variant: string, seed: number): string {
+  const dir = join(CACHE, `bert-${variant}`);
+  try {
+    const card = readModelCard(dir);
+    const current = card.createdBy.includes(BERT_GRAPH_REVISION);
+    if (current && card.variant === variant && card.source.kind === 'synthetic' && card.source.seed === seed)
+      return dir;
+  } catch {
+    // not there yet: synthesise it
+  }
+  console.error(`synthesising ${dir} (full-size ${variant} BERT-base, seed ${seed}) ...`);
+  const r = spawnSync(
+    process.execPath,
+    [cli, 'synth', 'bert', '--task', 'mnli', '--variant', variant, '--seed', String(seed), '--out', dir],
+    { stdio: 'inherit' },
+  );
+  if (r.status !== 0) throw new CliError(`synthesising ${dir} failed`);
+  return dir;
+}
+
+interface ModelResult {
+  label: string;
+  dir: string;
+  noPrepack: boolean;
+  variant: string;
+  storedMb: number;
+  parameters: number;
+  loadMs: number;
+  rssLoadMb: number;
+  rssMb: number;
+  memory: Record<string, number>;
+  /** seqPerS = batch / median latency; turnMs[i] = this model's run in turn i (paired across models). */
+  batches: Record<string, LatencyStats & { seqPerS: number; turnMs: number[] }>;
+}
+
+const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : NaN);
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2 : NaN;
+}
+
+/**
+ * Throughput of `a` relative to `b`: the median over turns of b's latency / a's latency. Runs of one turn are
+ * seconds apart, so load from other work cancels out of each pair.
+ */
+function pairedRatio(a: ModelResult | undefined, b: ModelResult | undefined, batch: number): number {
+  const ta = a?.batches[`b${batch}`]?.turnMs;
+  const tb = b?.batches[`b${batch}`]?.turnMs;
+  if (!ta || !tb) return NaN;
+  return median(ta.map((t, i) => tb[i]! / t));
+}
+
+function report(results: ModelResult[], meta: Record<string, unknown>): { json: unknown; markdown: string } {
+  const machine = machineInfo();
+  const by = (label: string) => results.find((r) => r.label === label);
+  const rows = results.map((r) => [
+    r.label,
+    r.variant,
+    `${(r.parameters / 1e6).toFixed(1)}M`,
+    r.storedMb,
+    ...BATCHES.flatMap((b) => [
+      r.batches[`b${b}`]!.seqPerS,
+      r.batches[`b${b}`]!.p50Ms,
+      r.batches[`b${b}`]!.p99Ms,
+    ]),
+    r.rssMb,
+  ]);
+  const header = [
+    'model',
+    'variant',
+    'parameters',
+    'weights MB',
+    ...BATCHES.flatMap((b) => [`seq/s b${b}`, `p50 ms b${b}`, `p99 ms b${b}`]),
+    'RSS MB (load + warmup)',
+  ];
+  const pad = by('pad');
+  const targets = [
+    ...BATCHES.map((b) => ({
+      what: `PAD / dense throughput, batch ${b}`,
+      value: pairedRatio(pad, by('dense'), b),
+      target: '≥ 0.5',
+      ok: (v: number) => v >= 0.5,
+    })),
+    ...BATCHES.map((b) => ({
+      what: `PAD / MoE throughput, batch ${b}`,
+      value: pairedRatio(pad, by('moe'), b),
+      target: '≥ 1.2',
+      ok: (v: number) => v >= 1.2,
+    })),
+    {
+      what: 'PAD / MoE resident memory',
+      value: ratio(pad?.rssMb, by('moe')?.rssMb),
+      target: '≤ 0.65',
+      ok: (v: number) => v <= 0.65,
+    },
+  ].filter((t) => Number.isFinite(t.value));
+  const targetRows = targets.map((t) => [
+    t.what,
+    t.value.toFixed(2),
+    t.target,
+    t.ok(t.value) ? 'met' : 'missed',
+  ]);
+  const markdown = [
+    '# BERT-base benchmark: dense vs PAD-MoE vs fully dynamic MoE',
+    '',
+    `Generated by \`${String(meta.command)}\`. ${machineMarkdown(machine)}.`,
+    `${meta.threads} intra-op threads per model, each model in its own process. Runs are interleaved: each turn runs every model once ` +
+      `(rotating order), ${meta.seconds} s and at least ${meta.minTurns} turns per batch size, so load from other work hits every model alike; ` +
+      'seq/s = batch / median latency; ratios = median over turns of the paired latency ratio. ' +
+      'GLUE-like sentence pairs of 40–60 tokens (real tokenizer), right-padded per batch. ' +
+      'PAD-MoE: E = 8, k = 2, 50% dynamic; synthetic weights. Parameters as trained (PAD: static entries once, dynamic entries per expert); ' +
+      '"weights MB" is what the graph stores. RSS after load and warm-up.',
+    '',
+    markdownTable(header, rows),
+    '',
+    ...(targetRows.length ? [markdownTable(['ratio', 'measured', 'target', ''], targetRows), ''] : []),
+    'Why the memory and MoE targets are missed, and what else was measured: docs/bert-graph.md.',
+  ].join('\n');
+  return { json: { machine, ...meta, results, targets: targets.map(({ ok: _ok, ...t }) => t) }, markdown };
+}
+
+export async function benchCommand(argv: string[]): Promise<void> {
+  const { values } = parse(
+    argv,
+    {
+      quick: { type: 'boolean' },
+      models: { type: 'string' },
+      model: { type: 'string', multiple: true },
+      seconds: { type: 'string' },
+      'min-turns': { type: 'string' },
+      threads: { type: 'string' },
+      'no-prepack': { type: 'boolean' },
+      seed: { type: 'string' },
+      name: { type: 'string' },
+      worker: { type: 'string' },
+    },
+    USAGE,
+  );
+  const threads = intOption(values.threads, 'threads', 2, 1);
+  const noPrepack = values['no-prepack'] ?? false;
+  if (values.worker) return runWorker(values.worker, threads, noPrepack);
+
+  const quick = values.quick ?? false;
+  const seconds = floatOption(values.seconds, 'seconds', quick ? 15 : 60, 0);
+  const minTurns = intOption(values['min-turns'], 'min-turns', quick ? 4 : 10, 1);
+  const seed = intOption(values.seed, 'seed', 0);
+  const cli = findCli();
+  const variants = values.models === 'none' ? [] : (values.models ?? VARIANTS.join(',')).split(',');
+  for (const v of variants)
+    if (!(VARIANTS as readonly string[]).includes(v))
+      throw new CliError(`--models: unknown variant "${v}"`, 2);
+  const models = variants.map((v) => ({ label: v, dir: ensureModel(cli, v, seed), noPrepack }));
+  for (const spec of values.model ?? []) {
+    const m = /^([^=]+)=(.+?)(:no-prepack)?$/.exec(spec);
+    if (!m) throw new CliError(`--model ${spec}: expected LABEL=DIR[:no-prepack]`, 2);
+    models.push({ label: m[1]!, dir: m[2]!, noPrepack: noPrepack || m[3] !== undefined });
+  }
+  if (!models.length) throw new CliError('nothing to run', 2);
+
+  const results: ModelResult[] = [];
+  const workers: Worker[] = [];
+  try {
+    for (const m of models) {
+      const card = readModelCard(m.dir) as BertCard;
+      const w = new Worker(cli, m.dir, threads, m.noPrepack);
+      workers.push(w);
+      const loaded = await w.request(null, 'loaded');
+      const ready = await w.request({ type: 'warmup' }, 'ready');
+      console.error(
+        `${m.label}: loaded in ${(loaded.loadMs / 1000).toFixed(1)} s, RSS ${ready.rssMb.toFixed(0)} MB after warm-up`,
+      );
+      results.push({
+        label: m.label,
+        dir: m.dir,
+        noPrepack: m.noPrepack,
+        variant: card.variant,
+        storedMb: Math.round(card.graph.initializerBytes / 2 ** 20),
+        parameters: cardParameters(card),
+        loadMs: loaded.loadMs,
+        rssLoadMb: loaded.rssLoadMb,
+        rssMb: ready.rssMb,
+        memory: ready.smaps,
+        batches: {},
+      });
+    }
+    for (const batch of BATCHES) {
+      const turns: number[][] = workers.map(() => []);
+      const start = performance.now();
+      for (let t = 0; t < minTurns || performance.now() - start < seconds * 1000; t++) {
+        // Rotate the order every turn so no model always runs right after the same neighbour.
+        for (let j = 0; j < workers.length; j++) {
+          const i = (j + t) % workers.length;
+          const { ms } = await workers[i]!.request({ type: 'run', batch, iterations: 1 }, 'samples');
+          turns[i]!.push(ms[0]!);
+        }
+      }
+      results.forEach((res, i) => {
+        const stats = latencyStats(turns[i]!);
+        res.batches[`b${batch}`] = { ...stats, seqPerS: (batch * 1000) / stats.p50Ms, turnMs: turns[i]! };
+      });
+      console.error(
+        `batch ${batch}: ${turns[0]!.length} turns in ${((performance.now() - start) / 1000).toFixed(0)} s`,
+      );
+    }
+  } finally {
+    for (const w of workers) w.stop();
+  }
+  const name = values.name ?? 'bert';
+  const command = `npm run bench:bert${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
+  const { json, markdown } = report(results, {
+    command,
+    quick,
+    seconds,
+    minTurns,
+    threads,
+    noPrepack,
+    seed,
+    batches: BATCHES,
+  });
+  const paths = writeReport(RESULTS_DIR, name, json, markdown);
+  console.log(markdown);
+  if (name === 'bert') {
+    mkdirSync('docs/bench', { recursive: true });
+    copyFileSync(paths.md, 'docs/bench/bert.md');
+  }
+  console.error(
+    `wrote ${resolve(paths.json)}, ${resolve(paths.md)}${name === 'bert' ? ' and docs/bench/bert.md' : ''}`,
+  );
+}

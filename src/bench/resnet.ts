@@ -1,0 +1,318 @@
+/**
+ * `padserve bench resnet` (`npm run bench:resnet`): full-size ResNet-50 as static (M = 0), PAD-Net (30% dynamic,
+ * K = 4) and fully dynamic DY-Conv (M = 1), synthesised once into .cache/bench/resnet50-{static,pad,dyconv} by the
+ * same converter. Each model runs in its own child process (its RSS is its own: before load, after load, after
+ * warm-up); the parent drives them round-robin in short segments at batch 1 and 8, so load from other work on a
+ * shared machine hits every model alike. Same intra-op thread count for all. Writes bench/results/resnet.{json,md}
+ * and copies the Markdown to docs/bench/resnet.md.
+ */
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CliError, floatOption, intOption, parse } from '../cli/args.js';
+import { readModelCard } from '../model/folder.js';
+import { RESNET_GRAPH_VERSION } from '../convert/resnet/graph.js';
+import type { ResNetCard } from '../model/card.js';
+import { ModelSession, type Feeds } from '../runtime/session.js';
+import { calibrationImages } from '../synth/calibrate.js';
+import { Rng } from '../synth/random.js';
+import { RESULTS_DIR, latencyStats, machineInfo, machineMarkdown, markdownTable, rssMb, writeReport, type LatencyStats } from './measure.js';
+
+const USAGE = `usage: padserve bench resnet [options]
+
+  --quick                short run (2 rounds of 1.5 s segments)
+  --models LIST          synthesised variants to run (default static,pad,dyconv; "none" for only --model)
+  --model LABEL=DIR      also run this model folder (repeatable; e.g. other graph strategies)
+  --rounds N, --seconds S  round-robin rounds and seconds per segment (default 4 × 4 s)
+  --threads N            intra-op threads per model (default 2)
+  --seed S               seed of the synthetic models (default 0)
+  --name NAME            report name under bench/results (default resnet; only "resnet" is copied to docs/bench)`;
+
+const BATCHES = [1, 8];
+const VARIANTS = ['static', 'pad', 'dyconv'] as const;
+const CACHE = '.cache/bench';
+const SIZE = 224;
+
+/** Photo-like synthetic images (the synth calibration's generator), fixed seed: one feed per batch size. */
+function imageBatch(batch: number, seed: number): Feeds {
+  const images = calibrationImages(new Rng(seed), batch, SIZE, 0);
+  const data = new Float32Array(batch * 3 * SIZE * SIZE);
+  images.forEach((im, i) => data.set(im.data, i * im.data.length));
+  return { pixel_values: { dtype: 'float32', shape: [batch, 3, SIZE, SIZE], data } };
+}
+
+// ---------- worker (one model per child process) ----------
+
+type ToWorker = { type: 'warmup' } | { type: 'run'; batch: number; seconds: number } | { type: 'exit' };
+type FromWorker =
+  | { type: 'loaded'; loadMs: number; rssBeforeMb: number; rssLoadMb: number }
+  | { type: 'ready'; rssMb: number }
+  | { type: 'samples'; batch: number; ms: number[] }
+  | { type: 'error'; message: string };
+
+async function runWorker(dir: string, threads: number): Promise<void> {
+  const send = (m: FromWorker) => process.send!(m);
+  const inputs = new Map(BATCHES.map((b) => [b, imageBatch(b, 100 + b)]));
+  const rssBeforeMb = rssMb();
+  const started = performance.now();
+  const session = await ModelSession.load(dir, { intraOpThreads: threads });
+  send({ type: 'loaded', loadMs: performance.now() - started, rssBeforeMb, rssLoadMb: rssMb() });
+  process.on('message', (m: ToWorker) => {
+    void (async () => {
+      if (m.type === 'exit') {
+        await session.release();
+        process.exit(0);
+      }
+      if (m.type === 'warmup') {
+        for (const feeds of inputs.values()) for (let i = 0; i < 2; i++) await session.run(feeds);
+        send({ type: 'ready', rssMb: rssMb() });
+        return;
+      }
+      const feeds = inputs.get(m.batch)!;
+      const ms: number[] = [];
+      const start = performance.now();
+      while (ms.length === 0 || performance.now() - start < m.seconds * 1000) {
+        const t0 = performance.now();
+        await session.run(feeds);
+        ms.push(performance.now() - t0);
+      }
+      send({ type: 'samples', batch: m.batch, ms });
+    })().catch((err: unknown) => send({ type: 'error', message: String((err as Error).stack ?? err) }));
+  });
+}
+
+class Worker {
+  private readonly child: ChildProcess;
+  private pending: ((m: FromWorker) => void) | null = null;
+  private readonly queue: FromWorker[] = [];
+
+  constructor(cli: string, dir: string, threads: number) {
+    this.child = fork(cli, ['bench', 'resnet', '--worker', dir, '--threads', String(threads)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child.on('message', (m: FromWorker) => (this.pending ? (this.pending(m), (this.pending = null)) : this.queue.push(m)));
+    this.child.on('exit', (code) => this.pending?.({ type: 'error', message: `worker for ${dir} exited with code ${code}` }));
+  }
+
+  private next(): Promise<FromWorker> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((res) => (this.pending = res));
+  }
+
+  async request<T extends FromWorker['type']>(msg: ToWorker | null, want: T): Promise<Extract<FromWorker, { type: T }>> {
+    if (msg) this.child.send(msg);
+    const reply = await this.next();
+    if (reply.type === 'error') throw new Error(reply.message);
+    if (reply.type !== want) throw new Error(`worker replied ${reply.type}, expected ${want}`);
+    return reply as Extract<FromWorker, { type: T }>;
+  }
+
+  stop(): void {
+    if (this.child.connected) this.child.send({ type: 'exit' });
+  }
+}
+
+// ---------- parent ----------
+
+function findCli(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
+    const cli = join(dir, 'bin', 'padserve.js');
+    if (existsSync(cli)) return cli;
+  }
+  throw new Error('bin/padserve.js not found above src/bench');
+}
+
+interface SynthRecord {
+  seed: number;
+  graphVersion: number;
+  variant: string;
+  seconds: number;
+  line: string;
+}
+
+/** The cached model folder for a variant, synthesised (and timed) when missing, made with another seed, or by an older graph builder. */
+function ensureModel(cli: string, variant: string, seed: number): { dir: string; synth: SynthRecord | null } {
+  const dir = join(CACHE, `resnet50-${variant}`);
+  const recordFile = `${dir}.synth.json`;
+  try {
+    const card = readModelCard(dir);
+    const synth = existsSync(recordFile) ? (JSON.parse(readFileSync(recordFile, 'utf8')) as SynthRecord) : null;
+    const current = synth?.seed === seed && synth.graphVersion === RESNET_GRAPH_VERSION;
+    if (card.variant === variant && card.source.kind === 'synthetic' && card.source.seed === seed && current) return { dir, synth };
+  } catch {
+    // not there yet: synthesise it
+  }
+  console.error(`synthesising ${dir} (full-size ResNet-50 ${variant}, seed ${seed}) ...`);
+  const started = performance.now();
+  const r = spawnSync(process.execPath, [cli, 'synth', 'resnet50', '--variant', variant, '--seed', String(seed), '--out', dir], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  if (r.status !== 0) throw new CliError(`synthesising ${dir} failed`);
+  process.stderr.write(r.stdout);
+  const synth: SynthRecord = { seed, graphVersion: RESNET_GRAPH_VERSION, variant, seconds: (performance.now() - started) / 1000, line: r.stdout.trim() };
+  writeFileSync(recordFile, `${JSON.stringify(synth, null, 2)}\n`);
+  return { dir, synth };
+}
+
+interface ModelResult {
+  label: string;
+  dir: string;
+  variant: string;
+  graph: string;
+  storedMb: number;
+  parameters: number;
+  loadMs: number;
+  rssBeforeMb: number;
+  rssLoadMb: number;
+  rssMb: number;
+  /** RSS growth from before load to after warm-up: the model's resident memory. */
+  residentMb: number;
+  synthSeconds: number | null;
+  batches: Record<string, LatencyStats & { imgPerS: number; roundImgPerS: number[] }>;
+}
+
+const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : NaN);
+
+function graphForm(card: ResNetCard): string {
+  return card.graph.maxRunBatch === 1 ? `per-sample (${card.graph.dataFile ? 'external' : 'inline'} weights)` : 'batched';
+}
+
+function report(results: ModelResult[], meta: Record<string, unknown>): { json: unknown; markdown: string } {
+  const machine = machineInfo();
+  const by = (label: string) => results.find((r) => r.label === label);
+  const tput = (r: ModelResult | undefined, b: number) => r?.batches[`b${b}`]?.imgPerS;
+  const header = ['model', 'graph', 'stored values', 'weights MB', ...BATCHES.flatMap((b) => [`img/s b${b}`, `p50 ms b${b}`, `p99 ms b${b}`]), 'RSS before → load → warm MB', 'resident MB', 'load s', 'synth s'];
+  const rows = results.map((r) => [
+    r.label,
+    r.graph,
+    `${(r.parameters / 1e6).toFixed(1)}M`,
+    r.storedMb,
+    ...BATCHES.flatMap((b) => [r.batches[`b${b}`]!.imgPerS, r.batches[`b${b}`]!.p50Ms, r.batches[`b${b}`]!.p99Ms]),
+    `${r.rssBeforeMb.toFixed(0)} → ${r.rssLoadMb.toFixed(0)} → ${r.rssMb.toFixed(0)}`,
+    r.residentMb,
+    (r.loadMs / 1000).toFixed(1),
+    r.synthSeconds === null ? 'cached' : r.synthSeconds.toFixed(0),
+  ]);
+  const pad = by('pad');
+  const targets = [
+    ...BATCHES.map((b) => ({ what: `PAD / static throughput, batch ${b}`, value: ratio(tput(pad, b), tput(by('static'), b)), target: '≥ 0.75', ok: (v: number) => v >= 0.75 })),
+    ...BATCHES.map((b) => ({ what: `PAD / DY-Conv throughput, batch ${b}`, value: ratio(tput(pad, b), tput(by('dyconv'), b)), target: '≥ 1.3', ok: (v: number) => v >= 1.3 })),
+    { what: 'PAD / DY-Conv resident memory', value: ratio(pad?.residentMb, by('dyconv')?.residentMb), target: '≤ 0.6', ok: (v: number) => v <= 0.6 },
+    { what: 'PAD / DY-Conv stored weights', value: ratio(pad?.storedMb, by('dyconv')?.storedMb), target: '(≤ 0.6)', ok: (v: number) => v <= 0.6 },
+  ].filter((t) => Number.isFinite(t.value));
+  const targetRows = targets.map((t) => [t.what, t.value.toFixed(2), t.target, t.ok(t.value) ? 'met' : 'missed']);
+  const markdown = [
+    '# ResNet-50 benchmark: static vs PAD-Net vs DY-Conv',
+    '',
+    `Generated by \`npm run bench:resnet${meta.quick ? ' -- --quick' : ''}\`. ${machineMarkdown(machine)}.`,
+    `${meta.threads} intra-op threads per model, each model in its own process; ${meta.rounds} round-robin rounds of ${meta.seconds} s per model and batch size ` +
+      '(so background load hits every model alike); 224×224 photo-like synthetic images. Full-size ResNet-50 (Bottleneck [3,4,6,3]), ' +
+      'synthetic weights (seed ' + String(meta.seed) + '), PAD: K = 4, 30% dynamic, τ = 1; all three converted by `padserve synth resnet50` through the same converter. ' +
+      '"stored values" / "weights MB": what the graph stores (BN folded; PAD: static part with the first kernel in place + 3 packed kernel deltas + int32 indices). ' +
+      '"resident MB": RSS growth of the model\'s process from before session load to after warm-up. ' +
+      'img/s = images / wall time over all segments; p50/p99 per run of the whole batch.',
+    '',
+    markdownTable(header, rows),
+    '',
+    ...(targetRows.length ? [markdownTable(['ratio', 'measured', 'target', ''], targetRows), ''] : []),
+    'Graph forms, what else was measured and why: docs/resnet-graph.md.',
+  ].join('\n');
+  return { json: { machine, ...meta, results, targets: targets.map(({ ok: _ok, ...t }) => t) }, markdown };
+}
+
+export async function benchCommand(argv: string[]): Promise<void> {
+  const { values } = parse(
+    argv,
+    {
+      quick: { type: 'boolean' },
+      models: { type: 'string' },
+      model: { type: 'string', multiple: true },
+      rounds: { type: 'string' },
+      seconds: { type: 'string' },
+      threads: { type: 'string' },
+      seed: { type: 'string' },
+      name: { type: 'string' },
+      worker: { type: 'string' },
+    },
+    USAGE,
+  );
+  const threads = intOption(values.threads, 'threads', 2, 1);
+  if (values.worker) return runWorker(values.worker, threads);
+
+  const quick = values.quick ?? false;
+  const rounds = intOption(values.rounds, 'rounds', quick ? 2 : 4, 1);
+  const seconds = floatOption(values.seconds, 'seconds', quick ? 1.5 : 4, 0.1);
+  const seed = intOption(values.seed, 'seed', 0);
+  const name = values.name ?? 'resnet';
+  const cli = findCli();
+  const variants = values.models === 'none' ? [] : (values.models ?? VARIANTS.join(',')).split(',');
+  for (const v of variants) if (!(VARIANTS as readonly string[]).includes(v)) throw new CliError(`--models: unknown variant "${v}" (${VARIANTS.join(', ')})`, 2);
+  mkdirSync(CACHE, { recursive: true });
+  const models = variants.map((v) => ({ label: v, ...ensureModel(cli, v, seed) }));
+  for (const spec of values.model ?? []) {
+    const [label, dir] = spec.split('=');
+    if (!label || !dir) throw new CliError(`--model ${spec}: expected LABEL=DIR`, 2);
+    models.push({ label, dir, synth: null });
+  }
+  if (!models.length) throw new CliError('nothing to run', 2);
+
+  const results: ModelResult[] = [];
+  const workers: Worker[] = [];
+  try {
+    // One model at a time through load + warm-up, so each process's RSS is measured without the others' churn.
+    for (const m of models) {
+      const card = readModelCard(m.dir) as ResNetCard;
+      const w = new Worker(cli, m.dir, threads);
+      workers.push(w);
+      const loaded = await w.request(null, 'loaded');
+      const ready = await w.request({ type: 'warmup' }, 'ready');
+      console.error(`${m.label}: loaded in ${(loaded.loadMs / 1000).toFixed(1)} s, RSS ${loaded.rssBeforeMb.toFixed(0)} → ${loaded.rssLoadMb.toFixed(0)} → ${ready.rssMb.toFixed(0)} MB`);
+      results.push({
+        label: m.label,
+        dir: m.dir,
+        variant: card.variant,
+        graph: graphForm(card),
+        storedMb: Math.round(card.graph.initializerBytes / 2 ** 20),
+        parameters: card.graph.parameters,
+        loadMs: loaded.loadMs,
+        rssBeforeMb: loaded.rssBeforeMb,
+        rssLoadMb: loaded.rssLoadMb,
+        rssMb: ready.rssMb,
+        residentMb: Math.round(ready.rssMb - loaded.rssBeforeMb),
+        synthSeconds: m.synth?.seconds ?? null,
+        batches: {},
+      });
+    }
+    const samples = new Map<string, { ms: number[]; rounds: number[] }>();
+    for (let r = 0; r < rounds; r++) {
+      for (const batch of BATCHES) {
+        // Rotate the order every round so no model always runs right after the same neighbour.
+        for (let j = 0; j < workers.length; j++) {
+          const i = (j + r) % workers.length;
+          const { ms } = await workers[i]!.request({ type: 'run', batch, seconds }, 'samples');
+          const s = samples.get(`${i}:${batch}`) ?? { ms: [], rounds: [] };
+          s.ms.push(...ms);
+          s.rounds.push((batch * ms.length * 1000) / ms.reduce((a, b) => a + b, 0));
+          samples.set(`${i}:${batch}`, s);
+        }
+      }
+      console.error(`round ${r + 1}/${rounds} done`);
+    }
+    results.forEach((res, i) => {
+      for (const batch of BATCHES) {
+        const s = samples.get(`${i}:${batch}`)!;
+        const total = s.ms.reduce((a, b) => a + b, 0);
+        res.batches[`b${batch}`] = { ...latencyStats(s.ms), imgPerS: (batch * s.ms.length * 1000) / total, roundImgPerS: s.rounds };
+      }
+    });
+  } finally {
+    for (const w of workers) w.stop();
+  }
+  const meta = { quick, rounds, seconds, threads, seed, imageSize: SIZE, synth: Object.fromEntries(models.filter((m) => m.synth).map((m) => [m.label, m.synth])) };
+  const { json, markdown } = report(results, meta);
+  const paths = writeReport(RESULTS_DIR, name, json, markdown);
+  console.log(markdown);
+  if (name === 'resnet') {
+    mkdirSync('docs/bench', { recursive: true });
+    copyFileSync(paths.md, 'docs/bench/resnet.md');
+  }
+  console.error(`wrote ${paths.json}, ${paths.md}${name === 'resnet' ? ' and docs/bench/resnet.md' : ''}`);
+}

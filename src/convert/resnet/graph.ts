@@ -1,0 +1,92 @@
+/**
+ * The whole ResNet graph from a folded network: `pixel_values` float32 [batch, 3, H, W] → `logits` [batch,
+ * classes]; H and W are symbolic (every op here is size-agnostic).
+ *
+ * - A network without dynamic entries (static ResNet, or a PAD checkpoint whose masks are all 0) is plain ONNX
+ *   with a batch axis; onnxruntime folds and re-lays it out (NCHWc, fused ReLU/Add) itself.
+ * - A network with dynamic convs is built for one sample per run (`maxRunBatch: 1`, the runtime loops), so each
+ *   dynamic conv's weight is one (O, I, k, k) tensor computed from that sample's π and the conv runs once
+ *   (docs/resnet-graph.md: measured against grouped / K-stacked / batched forms). Per block, the convs that read
+ *   the same input share one global-average-pool for their routers.
+ */
+import { GraphBuilder, type Value } from '../../onnx/builder.js';
+import { Ops } from '../../onnx/ops.js';
+import { floatTensor } from '../../tensor.js';
+import type { FoldedConv, FoldedResNet } from './fold.js';
+import { nchwcGuard, NCHWC_DOMAIN, padColumns, paddedChannels, type Layout } from './layout.js';
+import { emitConv, emitGap, emitRouter, lazyRuntimeZero, type DynamicForm, type LayerContext } from './padconv.js';
+
+/** Bumped whenever the graph a given checkpoint converts to changes (benchmark caches key on it). */
+export const RESNET_GRAPH_VERSION = 4;
+
+export interface GraphOptions {
+  /** Layout for graphs with dynamic convs (static graphs are always plain 'nchw'). */
+  layout: Layout;
+  form: DynamicForm;
+}
+
+export interface WeightTally {
+  static: number;
+  dynamic: number;
+  index: number;
+  router: number;
+}
+
+export interface BuiltGraph {
+  graph: GraphBuilder;
+  /** 1 for per-sample graphs, null when the graph takes any batch. */
+  maxRunBatch: number | null;
+  layout: Layout;
+  /** Stored bytes by role. */
+  bytes: WeightTally;
+}
+
+export function hasDynamicConvs(net: FoldedResNet): boolean {
+  return net.stages.some((s) => s.some((b) => [...b.convs, b.shortcut].some((c) => c?.dynamic)));
+}
+
+export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = 'padnet_resnet'): BuiltGraph {
+  const perSample = hasDynamicConvs(net);
+  const layout: Layout = perSample ? opts.layout : { kind: 'nchw' };
+  const g = new GraphBuilder(name);
+  const ops = new Ops(g);
+  const bytes: WeightTally = { static: 0, dynamic: 0, index: 0, router: 0 };
+  const ctx: LayerContext = { g, ops, layout, form: opts.form, tally: (role, n) => (bytes[role] += n) };
+  const batch = perSample ? 1 : 'batch';
+  const x0 = g.input('pixel_values', 'float32', [batch, 3, 'height', 'width']);
+  const nchwc = layout.kind === 'nchwc';
+  ctx.runtimeZeroInt32 = lazyRuntimeZero(g, ops, x0);
+
+  // Routers of convs that read the same tensor share its pooled row.
+  const pooled = new Map<string, Value>();
+  const gapOf = (x: Value): Value => {
+    let v = pooled.get(x.name);
+    if (!v) pooled.set(x.name, (v = emitGap(ctx, x)));
+    return v;
+  };
+  const conv = (x: Value, c: FoldedConv, relu: boolean, sum: Value | null = null, blockedInput = true): Value =>
+    emitConv(ctx, { x, conv: c, pi: c.dynamic && perSample ? emitRouter(ctx, gapOf(x), c.dynamic.router, c.name) : null, relu, sum, blockedInput });
+
+  let x = conv(x0, net.stem, true, null, false);
+  x = nchwc
+    ? g.op('MaxPool', [x], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, { domain: NCHWC_DOMAIN })
+    : ops.maxPool(x, 3, 2, 1);
+  for (const block of net.stages.flat()) {
+    const last = block.convs.length - 1;
+    let y = x;
+    block.convs.forEach((c, i) => {
+      if (i < last) y = conv(y, c, true);
+    });
+    const shortcut = block.shortcut ? conv(x, block.shortcut, false) : x;
+    x = conv(y, block.convs[last]!, true, shortcut);
+  }
+  const features = emitGap(ctx, x);
+  const cols = paddedChannels(layout, net.featureChannels);
+  const fcW = g.initializer('classifier.weight', floatTensor(padColumns(net.classifier.weight, net.numClasses, net.featureChannels, cols), [net.numClasses, cols]));
+  const fcB = g.initializer('classifier.bias', floatTensor(net.classifier.bias, [net.numClasses]));
+  bytes.static += 4 * (net.numClasses * cols + net.numClasses);
+  let logits = ops.gemm(features, fcW, fcB, { transB: true }, 'classifier');
+  if (nchwc) logits = ops.add(logits, nchwcGuard(g, ops, layout.block), 'nchwc_guard');
+  g.output(logits, 'logits', 'float32', [batch, net.numClasses]);
+  return { graph: g, maxRunBatch: perSample ? 1 : null, layout, bytes };
+}

@@ -1,0 +1,186 @@
+/**
+ * Prometheus metrics (prom-client), one registry per server instance (tests build several apps in one process).
+ * Names follow Prometheus conventions (`_total`, `_seconds`, `_bytes`); every failure is an `outcome` label taken
+ * from `FailureReason`, so the label set is bounded. The batcher and model manager report through the
+ * `ModelObserver` methods; the HTTP layer through `observeRequest` and the phase histograms.
+ */
+import client from 'prom-client';
+import type { BatchEvent } from '../batching/batcher.js';
+import type { FailureReason } from './errors.js';
+
+type ModelState = 'loading' | 'warming' | 'ready' | 'retiring' | 'unloaded' | 'failed';
+
+export type Outcome = 'ok' | FailureReason;
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const BATCH_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128];
+
+export class Metrics {
+  readonly registry = new client.Registry();
+  readonly requests: client.Counter<'route' | 'model' | 'outcome'>;
+  readonly requestDuration: client.Histogram<'route' | 'model'>;
+  readonly queueDuration: client.Histogram<'model'>;
+  readonly preprocessDuration: client.Histogram<'model'>;
+  readonly inferenceDuration: client.Histogram<'model'>;
+  readonly postprocessDuration: client.Histogram<'model'>;
+  readonly batchSize: client.Histogram<'model'>;
+  readonly batches: client.Counter<'model' | 'outcome'>;
+  readonly rows: client.Counter<'model'>;
+  readonly paddedTokens: client.Counter<'model'>;
+  readonly queueDepth: client.Gauge<'model'>;
+  readonly dropped: client.Counter<'model' | 'reason'>;
+  readonly loadSeconds: client.Gauge<'model' | 'version'>;
+  readonly warmupSeconds: client.Gauge<'model' | 'version'>;
+  readonly modelReady: client.Gauge<'model' | 'version'>;
+  readonly loadFailures: client.Counter<'model' | 'reason'>;
+  readonly inflight: client.Gauge;
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (opts.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry, prefix: '' });
+    this.requests = new client.Counter({
+      name: 'padserve_requests_total',
+      help: 'Inference requests by route, model and outcome ("ok" or the failure reason)',
+      labelNames: ['route', 'model', 'outcome'],
+      registers,
+    });
+    this.requestDuration = new client.Histogram({
+      name: 'padserve_request_duration_seconds',
+      help: 'Wall time of successful inference requests, from arrival to response',
+      labelNames: ['route', 'model'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    const phase = (name: string, help: string) =>
+      new client.Histogram({
+        name: `padserve_${name}_duration_seconds`,
+        help,
+        labelNames: ['model'],
+        buckets: LATENCY_BUCKETS,
+        registers,
+      });
+    this.queueDuration = phase(
+      'queue',
+      'Time a request row waited in its model queue before its batch started',
+    );
+    this.preprocessDuration = phase(
+      'preprocess',
+      'Time to decode / resize / normalise an image or tokenise a text request',
+    );
+    this.inferenceDuration = phase(
+      'inference',
+      'Time a batch took on its model instance (transfer + onnxruntime run + split)',
+    );
+    this.postprocessDuration = phase(
+      'postprocess',
+      'Time to turn outputs into the answer (softmax, top-k, labels)',
+    );
+    this.batchSize = new client.Histogram({
+      name: 'padserve_batch_size',
+      help: 'Rows per executed batch',
+      labelNames: ['model'],
+      buckets: BATCH_BUCKETS,
+      registers,
+    });
+    this.batches = new client.Counter({
+      name: 'padserve_batches_total',
+      help: 'Executed batches by outcome',
+      labelNames: ['model', 'outcome'],
+      registers,
+    });
+    this.rows = new client.Counter({
+      name: 'padserve_inference_rows_total',
+      help: 'Request rows the model computed (warmup excluded)',
+      labelNames: ['model'],
+      registers,
+    });
+    this.paddedTokens = new client.Counter({
+      name: 'padserve_padded_tokens_total',
+      help: 'Text models: padded tokens computed (bucket length × rows)',
+      labelNames: ['model'],
+      registers,
+    });
+    this.queueDepth = new client.Gauge({
+      name: 'padserve_queue_depth',
+      help: 'Rows waiting in the model queue',
+      labelNames: ['model'],
+      registers,
+    });
+    this.dropped = new client.Counter({
+      name: 'padserve_queue_dropped_total',
+      help: 'Queued rows dropped before compute (deadline_exceeded, client_cancelled)',
+      labelNames: ['model', 'reason'],
+      registers,
+    });
+    this.loadSeconds = new client.Gauge({
+      name: 'padserve_model_load_seconds',
+      help: 'Session creation time of a model version',
+      labelNames: ['model', 'version'],
+      registers,
+    });
+    this.warmupSeconds = new client.Gauge({
+      name: 'padserve_model_warmup_seconds',
+      help: 'Warmup time of a model version',
+      labelNames: ['model', 'version'],
+      registers,
+    });
+    this.modelReady = new client.Gauge({
+      name: 'padserve_model_ready',
+      help: '1 when a model version takes requests',
+      labelNames: ['model', 'version'],
+      registers,
+    });
+    this.loadFailures = new client.Counter({
+      name: 'padserve_model_load_failures_total',
+      help: 'Loads / reloads that did not swap in, by reason (golden_accuracy_below_minimum, golden_set_unreadable, golden_set_empty, golden_unlabelled, load_error)',
+      labelNames: ['model', 'reason'],
+      registers,
+    });
+    this.inflight = new client.Gauge({
+      name: 'padserve_inflight_requests',
+      help: 'Inference requests being handled',
+      registers,
+    });
+  }
+
+  // ModelObserver
+  batch(model: string, e: BatchEvent): void {
+    this.batches.inc({ model, outcome: e.ok ? 'ok' : 'error' });
+    if (!e.ok) return;
+    this.batchSize.observe({ model }, e.size);
+    this.rows.inc({ model }, e.size);
+    if (e.paddedLength) this.paddedTokens.inc({ model }, e.paddedLength * e.size);
+    this.inferenceDuration.observe({ model }, e.inferenceMs / 1000);
+    for (const q of e.queueMs) this.queueDuration.observe({ model }, q / 1000);
+  }
+
+  drop(model: string, reason: 'deadline_exceeded' | 'client_cancelled'): void {
+    this.dropped.inc({ model, reason });
+  }
+
+  depth(model: string, depth: number): void {
+    this.queueDepth.set({ model }, depth);
+  }
+
+  loaded(model: string, version: number, seconds: number, warmupSeconds: number): void {
+    this.loadSeconds.set({ model, version: String(version) }, seconds);
+    this.warmupSeconds.set({ model, version: String(version) }, warmupSeconds);
+  }
+
+  state(model: string, version: number, state: ModelState): void {
+    this.modelReady.set({ model, version: String(version) }, state === 'ready' ? 1 : 0);
+  }
+
+  loadFailed(model: string, reason: string): void {
+    this.loadFailures.inc({ model, reason });
+  }
+
+  observeRequest(route: string, model: string, outcome: Outcome, seconds: number): void {
+    this.requests.inc({ route, model, outcome });
+    if (outcome === 'ok') this.requestDuration.observe({ route, model }, seconds);
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

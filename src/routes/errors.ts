@@ -1,0 +1,115 @@
+/**
+ * Every error a request can meet, as a `ServeError` (reason, code, status): ours, the preprocessing modules'
+ * typed errors, fastify's and @fastify/multipart's. Unknown errors are bugs: 500 `internal`, logged with their
+ * stack, and the client sees only a generic message.
+ */
+import { ServeError, reasonForStatus, type ErrorBody } from '../observability/errors.js';
+import { GlueInputError, UnknownGlueTaskError } from '../preprocess/glue.js';
+import { ImageError } from '../preprocess/image-errors.js';
+import { PreprocessError } from '../preprocess/pool.js';
+import { TokenizerInputError } from '../preprocess/text/index.js';
+
+interface FrameworkError extends Error {
+  code?: string;
+  statusCode?: number;
+  validation?: unknown[];
+  validationContext?: string;
+}
+
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'empty_body',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_content_length',
+  FST_ERR_CTP_EMPTY_TYPE: 'missing_content_type',
+  FST_ERR_CTP_INVALID_TYPE: 'invalid_content_type',
+  FST_REQ_FILE_TOO_LARGE: 'file_too_large',
+  FST_PARTS_LIMIT: 'too_many_parts',
+  FST_FILES_LIMIT: 'too_many_files',
+  FST_FIELDS_LIMIT: 'too_many_fields',
+  FST_PROTO_VIOLATION: 'invalid_multipart',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'not_multipart',
+};
+
+export function toServeError(err: unknown): { error: ServeError; bug: boolean } {
+  if (err instanceof ServeError) return { error: err, bug: false };
+  if (err instanceof ImageError || err instanceof PreprocessError) {
+    if (err.status >= 500)
+      return {
+        error: new ServeError('internal', err.code, 'model preprocessing is misconfigured', { cause: err }),
+        bug: true,
+      };
+    return {
+      error: new ServeError(reasonForStatus(err.status), err.code, err.message, { status: err.status }),
+      bug: false,
+    };
+  }
+  if (err instanceof UnknownGlueTaskError)
+    return { error: new ServeError('not_found', 'unknown_task', err.message), bug: false };
+  if (err instanceof GlueInputError) {
+    return {
+      error: new ServeError(
+        'invalid_input',
+        `glue_${err.problem.replace(/-/g, '_')}`,
+        err.message,
+        err.field ? { details: { field: err.field } } : {},
+      ),
+      bug: false,
+    };
+  }
+  if (err instanceof TokenizerInputError)
+    return { error: new ServeError('invalid_input', 'invalid_text', err.message), bug: false };
+  const fe = err as FrameworkError;
+  if (fe && Array.isArray(fe.validation)) {
+    return {
+      error: new ServeError('invalid_input', 'invalid_request', fe.message, { status: 400 }),
+      bug: false,
+    };
+  }
+  const status = fe?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const code =
+      (fe.code && FASTIFY_CODES[fe.code]) ??
+      (fe.code ? fe.code.toLowerCase().replace(/^fst_(err_)?/, '') : 'bad_request');
+    return { error: new ServeError(reasonForStatus(status), code, fe.message, { status }), bug: false };
+  }
+  return {
+    error: new ServeError('internal', 'internal', 'internal server error', { cause: err }),
+    bug: true,
+  };
+}
+
+/** JSON schema of the error body (every route's 4xx/5xx responses). */
+export const errorSchema = {
+  $id: 'padserve.error',
+  type: 'object',
+  description: 'Every error: a human message, a stable machine code, and the failure reason (metric label).',
+  required: ['error', 'code', 'error_type'],
+  properties: {
+    error: { type: 'string' },
+    code: { type: 'string' },
+    error_type: { type: 'string' },
+    details: { type: 'object', additionalProperties: true },
+  },
+} as const;
+
+export type { ErrorBody };
+
+/** Response schemas for the error statuses a route can answer with. */
+export function errorResponses(...statuses: number[]): Record<number, { $ref: string; description: string }> {
+  const text: Record<number, string> = {
+    400: 'invalid input',
+    401: 'missing or wrong admin token',
+    404: 'unknown model, version or task',
+    413: 'body, image or text too large',
+    415: 'unsupported media type',
+    429: 'queue full (see Retry-After)',
+    500: 'bug',
+    503: 'not ready, draining, or worker failed (see Retry-After)',
+    504: 'deadline exceeded while queued',
+  };
+  return Object.fromEntries(
+    statuses.map((s) => [s, { $ref: 'padserve.error#', description: text[s] ?? 'error' }]),
+  );
+}

@@ -1,0 +1,259 @@
+/**
+ * `POST /glue/:task`: one sentence (pair) under the GLUE field names or their aliases, or `{"pairs": [...]}`
+ * (objects with the same fields, `[a, b]` arrays, or strings for single-sentence tasks) up to the configured
+ * maximum. Tokenised server-side; each pair is its own row in the model's token-budget batcher.
+ */
+import type { FastifyInstance } from 'fastify';
+import { softmax } from '../model/decode.js';
+import { invalidInput, ServeError } from '../observability/errors.js';
+import {
+  extractGlueTexts,
+  GLUE_PAIR_FIELD_NAMES,
+  GLUE_TASK_NAMES,
+  GLUE_TASKS,
+  parseGlueTaskName,
+  type GlueTaskName,
+  type GlueTexts,
+} from '../preprocess/glue.js';
+import type { ModelCard } from '../model/card.js';
+import type { TokenRow } from '../batching/collate.js';
+import { trackOf, type ServerContext } from './context.js';
+import { errorResponses } from './errors.js';
+import { timingSchema } from './schemas.js';
+
+const TEXT_FIELDS = [...new Set(['sentence', ...GLUE_PAIR_FIELD_NAMES.flat()])];
+
+const itemSchema = {
+  type: 'object',
+  properties: {
+    label: { type: 'string' },
+    probabilities: { type: 'object', additionalProperties: { type: 'number' } },
+    score: { type: 'number', description: 'stsb: similarity (0–5 scale)' },
+  },
+} as const;
+
+const responseSchema = {
+  type: 'object',
+  required: ['model', 'version', 'source', 'task', 'timing'],
+  properties: {
+    model: { type: 'string' },
+    version: { type: 'string' },
+    source: { type: 'string', enum: ['synthetic', 'checkpoint'] },
+    task: { type: 'string' },
+    ...itemSchema.properties,
+    results: {
+      type: 'array',
+      items: itemSchema,
+      description: 'One per pair, in order (when the request used "pairs")',
+    },
+    timing: timingSchema,
+  },
+} as const;
+
+type Body = Record<string, unknown> & { pairs?: unknown[] };
+
+function pairItem(task: GlueTaskName, item: unknown, i: number): GlueTexts {
+  if (typeof item === 'string')
+    return extractGlueTexts(task, {
+      [GLUE_TASKS[task].inputs === 'single' ? 'sentence' : 'sentence1']: item,
+    });
+  if (Array.isArray(item)) {
+    const single = GLUE_TASKS[task].inputs === 'single';
+    if (item.length !== (single ? 1 : 2) || item.some((x) => typeof x !== 'string')) {
+      throw invalidInput(
+        'invalid_pair',
+        `pairs[${i}]: ${task} takes ${single ? '[sentence]' : '[text_a, text_b]'} (strings)`,
+      );
+    }
+    return { textA: item[0] as string, textB: single ? null : (item[1] as string) };
+  }
+  try {
+    return extractGlueTexts(task, item);
+  } catch (err) {
+    if (err instanceof Error) err.message = `pairs[${i}]: ${err.message}`;
+    throw err;
+  }
+}
+
+/** False when the string holds a lone UTF-16 surrogate (JSON can carry one as an escape; UTF-8 cannot). */
+export function isWellFormed(s: string): boolean {
+  return !/\p{Cs}/u.test(s);
+}
+
+export function checkText(s: string, max: number, where: string): void {
+  if (s.length === 0) throw invalidInput('empty_text', `${where}: empty text`);
+  if (s.length > max)
+    throw new ServeError(
+      'payload_too_large',
+      'text_too_long',
+      `${where}: ${s.length} characters, at most ${max} accepted`,
+      { details: { limit: max } },
+    );
+  if (!isWellFormed(s))
+    throw invalidInput('invalid_text', `${where}: not well-formed Unicode (lone surrogate)`);
+}
+
+export function tokenRow(ids: readonly number[], types: readonly number[]): TokenRow {
+  return {
+    kind: 'tokens',
+    ids: BigInt64Array.from(ids, (v) => BigInt(v)),
+    mask: new BigInt64Array(ids.length).fill(1n),
+    types: BigInt64Array.from(types, (v) => BigInt(v)),
+  };
+}
+
+/** One row's answer: label + probabilities for a classifier, score for a regression head. */
+export function answer(
+  card: ModelCard,
+  logits: Float32Array,
+): { label?: string; probabilities?: Record<string, number>; score?: number } {
+  if (card.family === 'bert' && card.problemType === 'regression') return { score: logits[0]! };
+  const probs = softmax(logits);
+  let best = 0;
+  for (let i = 1; i < probs.length; i++) if (probs[i]! > probs[best]!) best = i;
+  const probabilities: Record<string, number> = {};
+  probs.forEach((p, i) => (probabilities[card.labels[i] ?? String(i)] = p));
+  return { label: card.labels[best] ?? String(best), probabilities };
+}
+
+function strictBody(body: unknown): void {
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw invalidInput('invalid_request', 'body must be a JSON object');
+  for (const [k, v] of Object.entries(body)) {
+    if (k === 'pairs') {
+      if (!Array.isArray(v)) throw invalidInput('invalid_request', '"pairs" must be an array');
+      v.forEach((item: unknown, i) => {
+        if (item === null || !['object', 'string'].includes(typeof item))
+          throw invalidInput('invalid_pair', `pairs[${i}]: expected an object, an array or a string`);
+      });
+    } else if (!TEXT_FIELDS.includes(k)) {
+      throw invalidInput(
+        'invalid_request',
+        `unknown field "${k}" (fields: ${TEXT_FIELDS.join(', ')}, pairs)`,
+      );
+    } else if (typeof v !== 'string') {
+      throw invalidInput('invalid_request', `field "${k}" must be a string`);
+    }
+  }
+}
+
+export async function gluePlugin(app: FastifyInstance): Promise<void> {
+  const ctx: ServerContext = app.padserve;
+  const maxPairs = ctx.limits.maxPairsPerRequest;
+  // JSON bodies must be valid UTF-8: fastify's default parser would turn bad bytes into U+FFFD silently and
+  // classify a text the client never sent. Decode strictly, then hand over to the default (prototype-poisoning
+  // safe) parser. Encapsulated: applies to this plugin's routes only.
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  const defaultJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser(
+    'application/json',
+    { parseAs: 'buffer', bodyLimit: ctx.limits.maxBodyBytes },
+    (req, body, done) => {
+      let text: string;
+      try {
+        text = utf8.decode(body as Buffer);
+      } catch {
+        done(invalidInput('invalid_utf8', 'request body is not valid UTF-8'), undefined);
+        return;
+      }
+      defaultJson(req, text, done);
+    },
+  );
+
+  app.post<{ Params: { task: string }; Body: Body }>(
+    '/glue/:task',
+    {
+      config: { inference: true },
+      bodyLimit: ctx.limits.maxBodyBytes,
+      // Strict types before schema validation: fastify's ajv coerces (5 → "5") and drops unknown properties
+      // silently, which would classify texts the client never sent.
+      preValidation: async (req) => strictBody(req.body),
+      schema: {
+        summary: 'Run a GLUE task model',
+        description: `Tasks: ${GLUE_TASK_NAMES.join(', ')}. Pair fields: ${GLUE_PAIR_FIELD_NAMES.map((p) => p.join('/')).join(', ')}; single-sentence tasks (cola, sst2): sentence. Or "pairs": up to ${maxPairs} items.`,
+        tags: ['tasks'],
+        params: {
+          type: 'object',
+          required: ['task'],
+          properties: { task: { type: 'string', maxLength: 32 } },
+        },
+        body: {
+          type: 'object',
+          properties: {
+            ...Object.fromEntries(TEXT_FIELDS.map((f) => [f, { type: 'string' }])),
+            pairs: {
+              type: 'array',
+              minItems: 1,
+              maxItems: maxPairs,
+              items: {
+                type: ['object', 'array', 'string'],
+                description:
+                  'An object with the task fields, [text_a, text_b], or a string (single-sentence tasks)',
+              },
+            },
+          },
+          additionalProperties: false,
+        },
+        response: { 200: responseSchema, ...errorResponses(400, 404, 413, 429, 500, 503, 504) },
+      },
+    },
+    async (req) => {
+      const track = trackOf(req);
+      const task = parseGlueTaskName(req.params.task);
+      if (!task)
+        throw new ServeError(
+          'not_found',
+          'unknown_task',
+          `unknown GLUE task "${req.params.task}" (tasks: ${GLUE_TASK_NAMES.join(', ')})`,
+        );
+      const name = ctx.models.modelForTask(task);
+      if (!name)
+        throw new ServeError(
+          'not_found',
+          'task_not_served',
+          `no model in the repository serves ${task} (served: ${ctx.models.tasks().join(', ') || 'none'})`,
+        );
+
+      const { pairs, ...fields } = req.body ?? {};
+      let texts: GlueTexts[];
+      if (pairs !== undefined) {
+        if (Object.keys(fields).length)
+          throw invalidInput('ambiguous_body', 'give either "pairs" or the sentence fields, not both');
+        texts = pairs.map((p, i) => pairItem(task, p, i));
+      } else texts = [extractGlueTexts(task, fields)];
+      texts.forEach((t, i) => {
+        const where = pairs ? `pairs[${i}]` : 'text';
+        checkText(t.textA, ctx.limits.maxTextChars, where);
+        if (t.textB !== null) checkText(t.textB, ctx.limits.maxTextChars, where);
+      });
+
+      const model = await ctx.models.get(name);
+      track.model = name;
+      const t0 = performance.now();
+      const { encodings } = await ctx.preprocess.text(
+        texts.map((t) => ({ a: t.textA, b: t.textB })),
+        model.maxLength,
+      );
+      track.preprocessMs = performance.now() - t0;
+      track.checkDeadline();
+
+      const target = model.current();
+      const results = await target.infer(
+        encodings.map((e) => tokenRow(e.ids, e.types)),
+        track.submit,
+      );
+      track.absorb(results);
+
+      const t1 = performance.now();
+      const card = target.card;
+      const out = card.outputs[0]!.name;
+      const answers = results.map((r) => answer(card, r.value[out]!.data));
+      track.postprocessMs = performance.now() - t1;
+      const head = { model: name, version: String(target.version), source: card.source.kind, task };
+      return pairs !== undefined
+        ? { ...head, results: answers, timing: track.timing() }
+        : { ...head, ...answers[0], timing: track.timing() };
+    },
+  );
+}

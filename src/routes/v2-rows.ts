@@ -1,0 +1,149 @@
+/**
+ * V2 inference inputs → batcher rows: FP32 pixel tensors for image models; INT64/INT32 token tensors or BYTES
+ * text (tokenised server-side) for text models. Checks everything against the model: names, datatypes, ranks,
+ * row shapes, sequence length, id / mask / type ranges, batch limits.
+ */
+import type { ImageRow, Row, TokenRow } from '../batching/collate.js';
+import type { ModelCard } from '../model/card.js';
+import { invalidInput } from '../observability/errors.js';
+import { imageRowShape, type ServedModel } from '../repository/model.js';
+import type { ServerContext } from './context.js';
+import { checkText, tokenRow } from './glue.js';
+import type { DecodedTensor } from './v2-codec.js';
+
+export const TEXT_INPUT = 'text';
+export const TEXT_PAIR_INPUT = 'text_pair';
+
+function batchOf(t: DecodedTensor, rank: number, maxRows: number): number {
+  if (t.shape.length !== rank)
+    throw invalidInput('invalid_shape', `input ${t.name}: rank ${t.shape.length}, expected ${rank}`);
+  const n = t.shape[0]!;
+  if (n < 1) throw invalidInput('empty_batch', `input ${t.name}: batch dimension is 0`);
+  if (n > maxRows)
+    throw invalidInput('batch_too_large', `input ${t.name}: batch of ${n}, at most ${maxRows} per request`);
+  return n;
+}
+
+export function imageRows(card: ModelCard, inputs: DecodedTensor[], maxRows: number): Row[] {
+  const spec = card.inputs[0]!;
+  const t = inputs.find((x) => x.name === spec.name);
+  const extra = inputs.find((x) => x.name !== spec.name);
+  if (extra) throw invalidInput('unknown_input', `model takes only ${spec.name}, got ${extra.name}`);
+  if (!t) throw invalidInput('missing_input', `missing input ${spec.name}`);
+  if (t.datatype !== 'FP32')
+    throw invalidInput('wrong_datatype', `input ${t.name} must be FP32, got ${t.datatype}`);
+  const n = batchOf(t, spec.shape.length, maxRows);
+  const want = imageRowShape(card);
+  if (t.shape.slice(1).some((d, i) => d !== want[i])) {
+    throw invalidInput(
+      'invalid_shape',
+      `input ${t.name}: shape [${t.shape.join(', ')}], expected [n, ${want.join(', ')}]`,
+    );
+  }
+  const plane = t.data.length / n;
+  return Array.from(
+    { length: n },
+    (_, i) =>
+      ({
+        kind: 'image',
+        data: (t.data as Float32Array).subarray(i * plane, (i + 1) * plane),
+      }) satisfies ImageRow,
+  );
+}
+
+export function tensorTokenRows(model: ServedModel, inputs: DecodedTensor[], maxRows: number): Row[] {
+  const card = model.card;
+  if (card.family !== 'bert') throw new Error('not a text model');
+  const byRole = {
+    ids: null as DecodedTensor | null,
+    mask: null as DecodedTensor | null,
+    types: null as DecodedTensor | null,
+  };
+  for (const t of inputs) {
+    const role = /input_ids$/.test(t.name)
+      ? 'ids'
+      : /attention_mask$/.test(t.name)
+        ? 'mask'
+        : /token_type_ids$/.test(t.name)
+          ? 'types'
+          : null;
+    if (!role || !card.inputs.some((s) => s.name === t.name))
+      throw invalidInput(
+        'unknown_input',
+        `unknown input ${t.name} (model inputs: ${card.inputs.map((s) => s.name).join(', ')}, or BYTES ${TEXT_INPUT}/${TEXT_PAIR_INPUT})`,
+      );
+    if (t.datatype !== 'INT64' && t.datatype !== 'INT32')
+      throw invalidInput('wrong_datatype', `input ${t.name} must be INT64 (or INT32), got ${t.datatype}`);
+    byRole[role] = t;
+  }
+  const ids = byRole.ids;
+  if (!ids) throw invalidInput('missing_input', 'missing input input_ids');
+  const n = batchOf(ids, 2, maxRows);
+  const len = ids.shape[1]!;
+  if (len < 1 || len > model.maxLength)
+    throw invalidInput(
+      'invalid_shape',
+      `input ${ids.name}: sequence length ${len}, expected 1..${model.maxLength}`,
+    );
+  for (const t of [byRole.mask, byRole.types]) {
+    if (t && (t.shape.length !== 2 || t.shape[0] !== n || t.shape[1] !== len))
+      throw invalidInput(
+        'shape_mismatch',
+        `input ${t.name}: shape [${t.shape.join(', ')}] differs from input_ids [${n}, ${len}]`,
+      );
+  }
+  const arch = card.architecture;
+  const check = (t: DecodedTensor | null, lo: number, hi: number, what: string) => {
+    if (!t) return;
+    for (const v of t.data as BigInt64Array)
+      if (v < BigInt(lo) || v >= BigInt(hi))
+        throw invalidInput('value_out_of_range', `input ${t.name}: ${what} ${v} outside [${lo}, ${hi})`);
+  };
+  check(ids, 0, arch.vocabSize, 'token id');
+  check(byRole.mask, 0, 2, 'mask value');
+  check(byRole.types, 0, arch.typeVocabSize, 'token type');
+  const rows: TokenRow[] = [];
+  for (let i = 0; i < n; i++) {
+    const sl = (t: DecodedTensor | null) =>
+      t ? (t.data as BigInt64Array).slice(i * len, (i + 1) * len) : null;
+    rows.push({
+      kind: 'tokens',
+      ids: sl(ids)!,
+      mask: sl(byRole.mask) ?? new BigInt64Array(len).fill(1n),
+      types: sl(byRole.types) ?? new BigInt64Array(len),
+    });
+  }
+  return rows;
+}
+
+export async function textRows(
+  ctx: ServerContext,
+  model: ServedModel,
+  inputs: DecodedTensor[],
+  maxRows: number,
+): Promise<Row[]> {
+  const a = inputs.find((t) => t.name === TEXT_INPUT);
+  const b = inputs.find((t) => t.name === TEXT_PAIR_INPUT);
+  const other = inputs.find((t) => t.name !== TEXT_INPUT && t.name !== TEXT_PAIR_INPUT);
+  if (other)
+    throw invalidInput(
+      'mixed_inputs',
+      `give either BYTES ${TEXT_INPUT}/${TEXT_PAIR_INPUT} or token tensors, not both (got ${other.name})`,
+    );
+  if (!a) throw invalidInput('missing_input', `missing BYTES input ${TEXT_INPUT}`);
+  for (const t of [a, b])
+    if (t && t.datatype !== 'BYTES') throw invalidInput('wrong_datatype', `input ${t.name} must be BYTES`);
+  const n = batchOf(a, a.shape.length === 2 ? 2 : 1, maxRows);
+  if (a.shape.length === 2 && a.shape[1] !== 1)
+    throw invalidInput('invalid_shape', `input ${TEXT_INPUT}: shape [n] or [n, 1] expected`);
+  if (b && b.data.length !== n)
+    throw invalidInput(
+      'shape_mismatch',
+      `${TEXT_PAIR_INPUT} has ${b.data.length} elements, ${TEXT_INPUT} ${n}`,
+    );
+  const texts = [...(a.data as string[]), ...((b?.data as string[] | undefined) ?? [])];
+  texts.forEach((s, i) => checkText(s, ctx.limits.maxTextChars, `text element ${i}`));
+  const pairs = (a.data as string[]).map((x, i) => ({ a: x, b: b ? (b.data as string[])[i]! : null }));
+  const { encodings } = await ctx.preprocess.text(pairs, model.maxLength);
+  return encodings.map((e) => tokenRow(e.ids, e.types));
+}

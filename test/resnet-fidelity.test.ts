@@ -1,0 +1,155 @@
+/**
+ * Converted PAD-Net ResNets reproduce the PyTorch fixtures (../shared/fixtures/padnet): resnet-tiny (both formats,
+ * random N(0,1) batch and the three photos), resnet-mnist (trained; both formats, 30 real digits, labels exact) and
+ * the three lone padconv layers — within the fixtures' tolerance, with the strict tier reported. At least one case
+ * per format goes through `padserve predict` (a child process), the rest through ModelSession in-process.
+ * Batch invariance: batches of 1, 2 and 3 give the same per-sample answers.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { convertCommand, convertResNetTensors, writeConverted } from '../src/convert/resnet/command.js';
+import { readCheckpoint } from '../src/convert/checkpoint/index.js';
+import { ModelSession } from '../src/runtime/session.js';
+import { argmaxRows, compare, loadFixture, readF32, type FixtureCase, type Tolerance } from './support/resnet-fixtures.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'padserve-resnet-fidelity-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const quiet = { log: console.log };
+beforeAll(() => {
+  console.log = () => undefined; // convertCommand's summary line
+});
+afterAll(() => {
+  console.log = quiet.log;
+});
+
+async function runFolder(dir: string, input: Float32Array, shape: number[], inputName = 'pixel_values'): Promise<Float32Array> {
+  const session = await ModelSession.load(dir, { intraOpThreads: 2 });
+  try {
+    const out = await session.run({ [inputName]: { dtype: 'float32', shape, data: input } });
+    return out[session.outputNames[0]!]!.data;
+  } finally {
+    await session.release();
+  }
+}
+
+function runCli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['bin/padserve.js', ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function expectMatch(label: string, actual: ArrayLike<number>, c: FixtureCase, tol: Tolerance, strict: Tolerance): void {
+  const contract = compare(actual, c.expected, tol);
+  const s = compare(actual, c.expected, strict);
+  console.info(`${label}: worst ratio ${contract.worstRatio.toFixed(4)} (contract), ${s.worstRatio.toFixed(4)} (strict tier), max |Δ| ${contract.maxAbs.toExponential(2)}`);
+  expect(contract.worstRatio, `${label}: worst |A−E|/(atol+rtol|E|) at ${contract.worstIndex}`).toBeLessThanOrEqual(1);
+}
+
+describe.each(['resnet-tiny', 'resnet-mnist'])('%s', (rel) => {
+  const fx = loadFixture(rel);
+  describe.each(fx.checkpoints.map((p) => [p.split('/').pop()!, p]))('%s', (file, path) => {
+    const out = join(tmp, `${rel}-${file}`);
+    beforeAll(async () => {
+      await convertCommand(path, out, {});
+    });
+
+    it.each(fx.cases.map((c) => [c.name, c]))('case %s matches in-process', async (_name, c) => {
+      const logits = await runFolder(out, c.input, c.inputShape);
+      expectMatch(`${rel}/${file}/${c.name}`, logits, c, fx.json.tolerance, fx.json.tolerance_strict);
+      const classes = c.expectedShape[1]!;
+      expect(argmaxRows(logits, classes)).toEqual(argmaxRows(c.expected, classes));
+    });
+
+    it('main case matches through padserve predict', () => {
+      const c = fx.cases[0]!;
+      const outFile = join(tmp, `${rel}-${file}.logits.bin`);
+      const r = runCli(['predict', out, '--tensor', `pixel_values=${join(fx.dir, (fx.json.input as { file: string }).file)}:float32:${c.inputShape.join('x')}`, '--out', outFile, '--threads', '2']);
+      expect(r.status, r.stderr).toBe(0);
+      expectMatch(`${rel}/${file}/predict`, readF32(outFile), c, fx.json.tolerance, fx.json.tolerance_strict);
+    });
+
+    it('card describes the checkpoint', () => {
+      const card = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+      expect(card.family).toBe('resnet');
+      expect(card.variant).toBe('pad');
+      expect(card.source).toMatchObject({ kind: 'checkpoint', path, format: file.endsWith('.safetensors') ? 'safetensors' : 'torch-zip' });
+      expect(card.source.sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(card.architecture).toMatchObject({ block: 'bottleneck', blocks: [1, 1, 1, 1], kernels: 4, temperature: 1, padConvs: 16, numClasses: 10 });
+      expect(card.labels).toEqual(Array.from({ length: 10 }, (_, i) => String(i)));
+      expect(card.dynamic.layers).toHaveLength(16);
+      const perLayer = (fx.json.model as unknown as { dynamic_ratio: { per_layer: Record<string, { realised: number }> } }).dynamic_ratio.per_layer;
+      for (const l of card.dynamic.layers) expect(l.ratio).toBeCloseTo(perLayer[l.name]!.realised, 6);
+      expect(card.graph.maxRunBatch).toBe(1);
+    });
+  });
+});
+
+describe('padconv-layers', () => {
+  const names = (JSON.parse(readFileSync(join(loadFixture('padconv-layers/conv1x1_s2_i32_o64').dir, '..', 'index.json'), 'utf8')) as { layers: { dir: string }[] }).layers.map((l) => l.dir);
+  it.each(names)('%s', async (name) => {
+    const fx = loadFixture(`padconv-layers/${name}`);
+    const out = join(tmp, `layer-${name}`);
+    await convertCommand(fx.checkpoints[0]!, out, {});
+    const c = fx.cases[0]!;
+    const y = await runFolder(out, c.input, c.inputShape, 'x');
+    expectMatch(`padconv-layers/${name}`, y, c, fx.json.tolerance, fx.json.tolerance_strict);
+  });
+});
+
+describe('batch invariance', () => {
+  const fx = loadFixture('resnet-tiny');
+  const photos = fx.cases[1]!;
+  const per = photos.input.length / 3;
+  const rows = (data: Float32Array, i: number, width: number) => data.subarray(i * width, (i + 1) * width);
+
+  async function checkInvariance(dir: string): Promise<void> {
+    const session = await ModelSession.load(dir, { intraOpThreads: 2 });
+    try {
+      const run = async (from: number, count: number) =>
+        (await session.run({ pixel_values: { dtype: 'float32', shape: [count, 3, 224, 224], data: photos.input.slice(from * per, (from + count) * per) } })).logits!.data;
+      const all = await run(0, 3);
+      const classes = all.length / 3;
+      const singles = [await run(0, 1), await run(1, 1), await run(2, 1)];
+      const pair = await run(1, 2);
+      for (let i = 0; i < 3; i++) {
+        for (let j = 0; j < classes; j++) expect(Math.abs(singles[i]![j]! - all[i * classes + j]!)).toBeLessThanOrEqual(1e-5);
+      }
+      for (let i = 0; i < 2; i++) for (let j = 0; j < classes; j++) expect(Math.abs(rows(pair, i, classes)[j]! - all[(i + 1) * classes + j]!)).toBeLessThanOrEqual(1e-5);
+    } finally {
+      await session.release();
+    }
+  }
+
+  it('PAD model (per-sample graph)', async () => {
+    const dir = join(tmp, 'resnet-tiny-model.safetensors');
+    await convertCommand(fx.checkpoints[1]!, dir, {});
+    await checkInvariance(dir);
+  });
+
+  it('static form (all masks 0, batched graph) and the portable NCHW layout', async () => {
+    const ck = await readCheckpoint(fx.checkpoints[1]!);
+    const zeroed = new Map(ck.tensors);
+    for (const [name, t] of ck.tensors) if (name.endsWith('.kernels_weights_mask')) zeroed.set(name, { ...t, data: new Float32Array(t.data.length) });
+    const staticDir = join(tmp, 'tiny-static');
+    const converted = convertResNetTensors(zeroed, ck.metadata, { name: 'tiny-static', source: { kind: 'checkpoint', path: 'x', format: 'safetensors', sha256: '' } });
+    expect(converted.draft.variant).toBe('static');
+    expect(converted.built.maxRunBatch).toBeNull();
+    writeConverted(staticDir, converted);
+    await checkInvariance(staticDir);
+    const nchwDir = join(tmp, 'tiny-nchw');
+    writeConverted(nchwDir, convertResNetTensors(ck.tensors, ck.metadata, { name: 'tiny-nchw', source: { kind: 'checkpoint', path: 'x', format: 'safetensors', sha256: '' }, layout: { kind: 'nchw' } }));
+    await checkInvariance(nchwDir);
+    const logits = await runFolder(nchwDir, photos.input, photos.inputShape);
+    expectMatch('resnet-tiny/nchw/photos', logits, photos, fx.json.tolerance, fx.json.tolerance_strict);
+  });
+});
+
+it('writes raw inputs for predict that round-trip', () => {
+  // Guards the test helper itself: readF32 reads what was written, byte for byte.
+  const f = join(tmp, 'roundtrip.bin');
+  const data = Float32Array.from([1.5, -2, 3.25]);
+  writeFileSync(f, new Uint8Array(data.buffer));
+  expect([...readF32(f)]).toEqual([1.5, -2, 3.25]);
+});
