@@ -3,7 +3,7 @@
  * document generated from the routes' schemas (`GET /openapi.json`). Built by `server/main.ts` for serving and
  * by tests for `inject()`.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { ServerConfig } from './config.js';
 import { loggerOptions, requestId } from '../src/observability/logging.js';
@@ -12,6 +12,8 @@ import type { PreprocessPool } from '../src/preprocess/pool.js';
 import type { ModelManager } from '../src/repository/manager.js';
 import type { Lifecycle, ServerContext } from '../src/routes/context.js';
 import { hooksPlugin } from '../src/routes/hooks.js';
+import { toServeError } from '../src/routes/errors.js';
+import { errorBody } from '../src/observability/errors.js';
 import { healthPlugin } from '../src/routes/health.js';
 import { metricsPlugin } from '../src/routes/metrics.js';
 import { classifyPlugin } from '../src/routes/classify.js';
@@ -46,6 +48,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         config.receiveTimeoutMs > 0 ? Math.min(1000, config.receiveTimeoutMs) : 30_000,
     },
     ajv: { customOptions: { allErrors: false, allowUnionTypes: true } },
+    // Errors the router raises before any route or hook (a path parameter over the router's length limit, a
+    // malformed URL): the same JSON error body as everywhere else, not fastify's own shape.
+    frameworkErrors: (err, _req, reply) => {
+      const { error } = toServeError(err);
+      void (reply as unknown as FastifyReply)
+        .code(error.status)
+        .header('x-content-type-options', 'nosniff')
+        .type('application/json')
+        .send(errorBody(error));
+    },
   });
   const ctx: ServerContext = {
     models: deps.models,
@@ -57,6 +69,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       maxTextChars: config.maxTextChars,
       maxPairsPerRequest: config.maxPairsPerRequest,
       defaultImageModel: config.defaultImageModel,
+      retryAfterS: config.retryAfterS,
     },
     lifecycle: deps.lifecycle ?? { draining: false, inflight: 0 },
     adminToken: config.adminToken,

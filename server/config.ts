@@ -240,6 +240,14 @@ export const SETTINGS = {
     default: 64,
     doc: 'Items in one `POST /glue/:task` `pairs` list or one V2 request batch.',
   }),
+  maxPreprocessQueue: s({
+    group: 'Limits',
+    flag: 'max-preprocess-queue',
+    env: 'PADSERVE_MAX_PREPROCESS_QUEUE',
+    kind: 'int',
+    default: 64,
+    doc: 'Images waiting for a preprocessing worker (all models together); beyond it requests are refused at once with 429 `queue_full` and `Retry-After` instead of piling up until their deadline.',
+  }),
   receiveTimeoutMs: s({
     group: 'Limits',
     flag: 'receive-timeout-ms',
@@ -367,8 +375,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   const c = cfg as ServerConfig;
   if (c.workers < 1) throw new ConfigError('--workers must be ≥ 1');
-  if (c.maxBatchSize < 1 || c.maxQueueSize < 1 || c.instances < 1)
-    throw new ConfigError('--max-batch-size, --max-queue-size and --instances must be ≥ 1');
+  if (c.maxBatchSize < 1 || c.maxQueueSize < 1 || c.instances < 1 || c.maxPreprocessQueue < 1)
+    throw new ConfigError(
+      '--max-batch-size, --max-queue-size, --max-preprocess-queue and --instances must be ≥ 1',
+    );
   if (c.port > 65535) throw new ConfigError(`--port ${c.port} is not a TCP port`);
   if (c.requestTimeoutMs < 1 || c.maxBodyBytes < 1 || c.maxImagePixels < 1)
     throw new ConfigError('limits must be ≥ 1');

@@ -79,6 +79,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
     threads: threads.preprocessWorkers,
     maxInputPixels: config.maxImagePixels,
     inlineTextChars: config.inlineTokenizeMaxChars,
+    maxQueue: config.maxPreprocessQueue,
   });
   // The pool needs a logger before the app exists: a console one until fastify's is there.
   let log = {

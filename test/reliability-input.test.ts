@@ -274,7 +274,12 @@ describe('bad input: 4xx with a code, the server undisturbed', () => {
     await expectRefused('10k pairs', g({ pairs: tenK }), 400, 'invalid_request');
     await expectRefused('unknown task', json('/glue/nope', { sentence: 'x' }), 404, 'unknown_task');
     await expectRefused('unserved task', json('/glue/sst2', { sentence: 'x' }), 404, 'task_not_served');
-    await expectRefused('unknown model', v2('nope', { inputs: [] }), 404, 'unknown_model');
+    await expectRefused(
+      'unknown model',
+      v2('nope', { inputs: [{ name: 'text', shape: [1], datatype: 'BYTES', data: ['x'] }] }),
+      404,
+      'unknown_model',
+    );
     await expectRefused(
       'unknown version',
       json(`/v2/models/${TEXT_MODEL}/versions/7/infer`, {

@@ -21,7 +21,9 @@ import {
 
 const BATCH = 8;
 const QUEUE = 8;
-const SATURATING = BATCH + QUEUE;
+const PREPROCESS_QUEUE = 4;
+/** Requests the image path can hold: one batch running, a full batcher queue, a full preprocessing queue. */
+const SATURATING = BATCH + QUEUE + PREPROCESS_QUEUE;
 const CLIENTS = 3 * SATURATING;
 const DURATION_MS = Number(process.env.OVERLOAD_MS ?? 5000);
 
@@ -40,7 +42,7 @@ beforeAll(async () => {
       length_buckets: [16, 32],
     },
   });
-  srv = await startTestServer(repo.dir, { retryAfterS: 2 });
+  srv = await startTestServer(repo.dir, { retryAfterS: 2, maxPreprocessQueue: PREPROCESS_QUEUE });
   const px = Buffer.alloc(64 * 48 * 3);
   for (let i = 0; i < px.length; i++) px[i] = (i * 13 + (i >> 6) * 7) & 255;
   jpeg = await sharp(px, { raw: { width: 64, height: 48, channels: 3 } })
@@ -113,11 +115,23 @@ describe('overload', () => {
     await Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(i)));
     clearInterval(sampler);
 
+    const line = Object.entries(lat)
+      .map(
+        ([k, xs]) =>
+          `${k}: n=${xs.length} p50=${pct(xs, 50).toFixed(1)} p99=${pct(xs, 99).toFixed(1)} max=${pct(xs, 100).toFixed(1)} ms`,
+      )
+      .join('; ');
+    console.log(
+      `overload ${CLIENTS} clients × ${DURATION_MS} ms: sent ${sent}, answered ${answered}, ${line}; RSS ${(rss0 / 2 ** 20).toFixed(0)} → peak ${(rssPeak / 2 ** 20).toFixed(0)} MiB`,
+    );
     expect(wrong).toEqual([]);
     expect(answered).toBe(sent);
     const rejected = (lat['image 429'] ?? []).length + (lat['text 429'] ?? []).length;
     expect(rejected, 'some requests were refused').toBeGreaterThan(0);
     expect((lat['image 200'] ?? []).length, 'some image requests were served').toBeGreaterThan(0);
+    expect((lat['image 429'] ?? []).length, 'image requests beyond the queues were refused').toBeGreaterThan(
+      0,
+    );
     // The server counted exactly the requests the clients sent (one answer each), by outcome.
     await waitFor(
       async () => metricValue(await metrics(srv.url), 'padserve_requests_total') - served0 === sent,
@@ -133,15 +147,47 @@ describe('overload', () => {
     expect((await fetch(`${srv.url}/v2/health/ready`)).status).toBe(200);
     const grown = (rssPeak - rss0) / 2 ** 20;
     expect(grown, 'RSS growth under overload (MiB)').toBeLessThan(400);
+  }, 60_000);
 
-    const line = Object.entries(lat)
-      .map(
-        ([k, xs]) =>
-          `${k}: n=${xs.length} p50=${pct(xs, 50).toFixed(1)} p99=${pct(xs, 99).toFixed(1)} max=${pct(xs, 100).toFixed(1)} ms`,
-      )
-      .join('; ');
+  it('SIGTERM-style shutdown under load: readiness flips, in-flight requests complete, new ones get 503, clean within the grace', async () => {
+    const image = () =>
+      fetch(`${srv.url}/classify`, {
+        method: 'POST',
+        body: new Uint8Array(jpeg),
+        headers: { 'content-type': 'image/jpeg' },
+      });
+    const text = () =>
+      fetch(`${srv.url}/glue/mnli`, {
+        method: 'POST',
+        body: JSON.stringify({ premise: 'a man plays a guitar', hypothesis: 'music' }),
+        headers: { 'content-type': 'application/json' },
+      });
+    const inflight = Array.from({ length: 24 }, (_, i) => (i % 3 ? image() : text()));
+    await waitFor(async () => srv.server.app.padserve.lifecycle.inflight >= 2, 'requests in flight', 10_000);
+    const accepted = srv.server.app.padserve.lifecycle.inflight;
+    const t0 = Date.now();
+    const stopped = srv.server.shutdown('test SIGTERM');
+    // Readiness flips at once (the probe answers 503 `ready: false` while the listener is still open, then the
+    // listener closes), and new requests are refused: 503 shutting_down on a kept-alive connection, or refused.
+    expect(srv.server.app.padserve.lifecycle.draining).toBe(true);
+    expect(srv.server.models.ready() && !srv.server.app.padserve.lifecycle.draining).toBe(false);
+    const late = await text().catch((e: Error) => e);
+    if (!(late instanceof Error)) {
+      expect(late.status).toBe(503);
+      expect(await late.json()).toMatchObject({ code: 'shutting_down' });
+    }
+    const done = await Promise.allSettled(inflight);
+    const statuses = done.map((r) => (r.status === 'fulfilled' ? r.value.status : 'refused'));
+    // Every request the server had accepted completes with 200; the others were refused (503 or a closed
+    // connection); nothing fails with a 5xx other than 503.
+    expect(statuses.filter((x) => x === 200).length).toBeGreaterThanOrEqual(accepted);
+    expect(
+      statuses.every((x) => x === 200 || x === 503 || x === 429 || x === 'refused'),
+      String(statuses),
+    ).toBe(true);
+    expect(await stopped).toBe(true); // everything finished within the grace
     console.log(
-      `overload ${CLIENTS} clients × ${DURATION_MS} ms: sent ${sent}, answered ${answered}, refused ${rejected} (server counted ${rejectedServer}); ${line}; RSS ${(rss0 / 2 ** 20).toFixed(0)} → peak ${(rssPeak / 2 ** 20).toFixed(0)} MiB`,
+      `shutdown under load: ${accepted} in flight at the signal; of 24 sent: ${statuses.filter((x) => x === 200).length} answered 200, others ${JSON.stringify(statuses.filter((x) => x !== 200))}; drained in ${Date.now() - t0} ms (grace 30000 ms); late request: ${late instanceof Error ? 'connection refused' : late.status}`,
     );
   }, 60_000);
 });

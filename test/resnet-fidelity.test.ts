@@ -13,7 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCommand, convertResNetTensors, writeConverted } from '../src/convert/resnet/command.js';
 import { readCheckpoint } from '../src/convert/checkpoint/index.js';
 import { ModelSession } from '../src/runtime/session.js';
-import { argmaxRows, compare, loadFixture, readF32, type FixtureCase, type Tolerance } from './support/resnet-fixtures.js';
+import {
+  argmaxRows,
+  compare,
+  loadFixture,
+  readF32,
+  type FixtureCase,
+  type Tolerance,
+} from './support/resnet-fixtures.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'padserve-resnet-fidelity-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -25,7 +32,12 @@ afterAll(() => {
   console.log = quiet.log;
 });
 
-async function runFolder(dir: string, input: Float32Array, shape: number[], inputName = 'pixel_values'): Promise<Float32Array> {
+async function runFolder(
+  dir: string,
+  input: Float32Array,
+  shape: number[],
+  inputName = 'pixel_values',
+): Promise<Float32Array> {
   const session = await ModelSession.load(dir, { intraOpThreads: 2 });
   try {
     const out = await session.run({ [inputName]: { dtype: 'float32', shape, data: input } });
@@ -40,11 +52,22 @@ function runCli(args: string[]): { status: number | null; stdout: string; stderr
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function expectMatch(label: string, actual: ArrayLike<number>, c: FixtureCase, tol: Tolerance, strict: Tolerance): void {
+function expectMatch(
+  label: string,
+  actual: ArrayLike<number>,
+  c: FixtureCase,
+  tol: Tolerance,
+  strict: Tolerance,
+): void {
   const contract = compare(actual, c.expected, tol);
   const s = compare(actual, c.expected, strict);
-  console.info(`${label}: worst ratio ${contract.worstRatio.toFixed(4)} (contract), ${s.worstRatio.toFixed(4)} (strict tier), max |Δ| ${contract.maxAbs.toExponential(2)}`);
-  expect(contract.worstRatio, `${label}: worst |A−E|/(atol+rtol|E|) at ${contract.worstIndex}`).toBeLessThanOrEqual(1);
+  console.info(
+    `${label}: worst ratio ${contract.worstRatio.toFixed(4)} (contract), ${s.worstRatio.toFixed(4)} (strict tier), max |Δ| ${contract.maxAbs.toExponential(2)}`,
+  );
+  expect(
+    contract.worstRatio,
+    `${label}: worst |A−E|/(atol+rtol|E|) at ${contract.worstIndex}`,
+  ).toBeLessThanOrEqual(1);
 }
 
 describe.each(['resnet-tiny', 'resnet-mnist'])('%s', (rel) => {
@@ -65,7 +88,16 @@ describe.each(['resnet-tiny', 'resnet-mnist'])('%s', (rel) => {
     it('main case matches through padserve predict', () => {
       const c = fx.cases[0]!;
       const outFile = join(tmp, `${rel}-${file}.logits.bin`);
-      const r = runCli(['predict', out, '--tensor', `pixel_values=${join(fx.dir, (fx.json.input as { file: string }).file)}:float32:${c.inputShape.join('x')}`, '--out', outFile, '--threads', '2']);
+      const r = runCli([
+        'predict',
+        out,
+        '--tensor',
+        `pixel_values=${join(fx.dir, (fx.json.input as { file: string }).file)}:float32:${c.inputShape.join('x')}`,
+        '--out',
+        outFile,
+        '--threads',
+        '2',
+      ]);
       expect(r.status, r.stderr).toBe(0);
       expectMatch(`${rel}/${file}/predict`, readF32(outFile), c, fx.json.tolerance, fx.json.tolerance_strict);
     });
@@ -74,12 +106,25 @@ describe.each(['resnet-tiny', 'resnet-mnist'])('%s', (rel) => {
       const card = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
       expect(card.family).toBe('resnet');
       expect(card.variant).toBe('pad');
-      expect(card.source).toMatchObject({ kind: 'checkpoint', path, format: file.endsWith('.safetensors') ? 'safetensors' : 'torch-zip' });
+      expect(card.source).toMatchObject({
+        kind: 'checkpoint',
+        path,
+        format: file.endsWith('.safetensors') ? 'safetensors' : 'torch-zip',
+      });
       expect(card.source.sha256).toMatch(/^[0-9a-f]{64}$/);
-      expect(card.architecture).toMatchObject({ block: 'bottleneck', blocks: [1, 1, 1, 1], kernels: 4, temperature: 1, padConvs: 16, numClasses: 10 });
+      expect(card.architecture).toMatchObject({
+        block: 'bottleneck',
+        blocks: [1, 1, 1, 1],
+        kernels: 4,
+        temperature: 1,
+        padConvs: 16,
+        numClasses: 10,
+      });
       expect(card.labels).toEqual(Array.from({ length: 10 }, (_, i) => String(i)));
       expect(card.dynamic.layers).toHaveLength(16);
-      const perLayer = (fx.json.model as unknown as { dynamic_ratio: { per_layer: Record<string, { realised: number }> } }).dynamic_ratio.per_layer;
+      const perLayer = (
+        fx.json.model as unknown as { dynamic_ratio: { per_layer: Record<string, { realised: number }> } }
+      ).dynamic_ratio.per_layer;
       for (const l of card.dynamic.layers) expect(l.ratio).toBeCloseTo(perLayer[l.name]!.realised, 6);
       expect(card.graph.maxRunBatch).toBe(1);
     });
@@ -87,7 +132,11 @@ describe.each(['resnet-tiny', 'resnet-mnist'])('%s', (rel) => {
 });
 
 describe('padconv-layers', () => {
-  const names = (JSON.parse(readFileSync(join(loadFixture('padconv-layers/conv1x1_s2_i32_o64').dir, '..', 'index.json'), 'utf8')) as { layers: { dir: string }[] }).layers.map((l) => l.dir);
+  const names = (
+    JSON.parse(
+      readFileSync(join(loadFixture('padconv-layers/conv1x1_s2_i32_o64').dir, '..', 'index.json'), 'utf8'),
+    ) as { layers: { dir: string }[] }
+  ).layers.map((l) => l.dir);
   it.each(names)('%s', async (name) => {
     const fx = loadFixture(`padconv-layers/${name}`);
     const out = join(tmp, `layer-${name}`);
@@ -108,15 +157,28 @@ describe('batch invariance', () => {
     const session = await ModelSession.load(dir, { intraOpThreads: 2 });
     try {
       const run = async (from: number, count: number) =>
-        (await session.run({ pixel_values: { dtype: 'float32', shape: [count, 3, 224, 224], data: photos.input.slice(from * per, (from + count) * per) } })).logits!.data;
+        (
+          await session.run({
+            pixel_values: {
+              dtype: 'float32',
+              shape: [count, 3, 224, 224],
+              data: photos.input.slice(from * per, (from + count) * per),
+            },
+          })
+        ).logits!.data;
       const all = await run(0, 3);
       const classes = all.length / 3;
       const singles = [await run(0, 1), await run(1, 1), await run(2, 1)];
       const pair = await run(1, 2);
       for (let i = 0; i < 3; i++) {
-        for (let j = 0; j < classes; j++) expect(Math.abs(singles[i]![j]! - all[i * classes + j]!)).toBeLessThanOrEqual(1e-5);
+        for (let j = 0; j < classes; j++)
+          expect(Math.abs(singles[i]![j]! - all[i * classes + j]!)).toBeLessThanOrEqual(1e-5);
       }
-      for (let i = 0; i < 2; i++) for (let j = 0; j < classes; j++) expect(Math.abs(rows(pair, i, classes)[j]! - all[(i + 1) * classes + j]!)).toBeLessThanOrEqual(1e-5);
+      for (let i = 0; i < 2; i++)
+        for (let j = 0; j < classes; j++)
+          expect(Math.abs(rows(pair, i, classes)[j]! - all[(i + 1) * classes + j]!)).toBeLessThanOrEqual(
+            1e-5,
+          );
     } finally {
       await session.release();
     }
@@ -131,15 +193,27 @@ describe('batch invariance', () => {
   it('static form (all masks 0, batched graph) and the portable NCHW layout', async () => {
     const ck = await readCheckpoint(fx.checkpoints[1]!);
     const zeroed = new Map(ck.tensors);
-    for (const [name, t] of ck.tensors) if (name.endsWith('.kernels_weights_mask')) zeroed.set(name, { ...t, data: new Float32Array(t.data.length) });
+    for (const [name, t] of ck.tensors)
+      if (name.endsWith('.kernels_weights_mask'))
+        zeroed.set(name, { ...t, data: new Float32Array(t.data.length) });
     const staticDir = join(tmp, 'tiny-static');
-    const converted = convertResNetTensors(zeroed, ck.metadata, { name: 'tiny-static', source: { kind: 'checkpoint', path: 'x', format: 'safetensors', sha256: '' } });
+    const converted = convertResNetTensors(zeroed, ck.metadata, {
+      name: 'tiny-static',
+      source: { kind: 'checkpoint', path: 'x', format: 'safetensors', sha256: '' },
+    });
     expect(converted.draft.variant).toBe('static');
     expect(converted.built.maxRunBatch).toBeNull();
     writeConverted(staticDir, converted);
     await checkInvariance(staticDir);
     const nchwDir = join(tmp, 'tiny-nchw');
-    writeConverted(nchwDir, convertResNetTensors(ck.tensors, ck.metadata, { name: 'tiny-nchw', source: { kind: 'checkpoint', path: 'x', format: 'safetensors', sha256: '' }, layout: { kind: 'nchw' } }));
+    writeConverted(
+      nchwDir,
+      convertResNetTensors(ck.tensors, ck.metadata, {
+        name: 'tiny-nchw',
+        source: { kind: 'checkpoint', path: 'x', format: 'safetensors', sha256: '' },
+        layout: { kind: 'nchw' },
+      }),
+    );
     await checkInvariance(nchwDir);
     const logits = await runFolder(nchwDir, photos.input, photos.inputShape);
     expectMatch('resnet-tiny/nchw/photos', logits, photos, fx.json.tolerance, fx.json.tolerance_strict);

@@ -83,6 +83,11 @@ export class Batcher<P, R> {
     return this.queue.size;
   }
 
+  /** Capacity of the queue (rows). */
+  get maxDepth(): number {
+    return this.queue.maxSize;
+  }
+
   /** Batches running now. */
   get inFlight(): number {
     return this.running;

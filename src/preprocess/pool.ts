@@ -26,6 +26,13 @@ export interface PreprocessPoolOptions {
   maxInputPixels: number;
   /** Text requests with more characters than this are tokenised in the pool. */
   inlineTextChars: number;
+  /** Tasks waiting for a worker; beyond it `run` fails at once (`isQueueFull`). Default: unbounded. */
+  maxQueue?: number;
+}
+
+/** True for the error of a task refused because the pool's queue is full. */
+export function isQueueFull(err: unknown): boolean {
+  return err instanceof Error && /task queue is at limit/i.test(err.message);
 }
 
 export interface TokenEncoding {
@@ -35,6 +42,7 @@ export interface TokenEncoding {
 
 export class PreprocessPool {
   private readonly pool: Piscina<PreprocessTask, ImageResult | TextResult | null>;
+  private pendingImages = 0;
 
   constructor(private readonly opts: PreprocessPoolOptions) {
     const entry = piscinaEntry(import.meta.url, 'worker');
@@ -65,6 +73,23 @@ export class PreprocessPool {
 
   /** Image bytes → float32 CHW of the model input. */
   async image(
+    bytes: Uint8Array,
+    spec: ImagePreprocessSpec,
+    signal?: AbortSignal,
+  ): Promise<{ data: Float32Array; ms: number }> {
+    // Bounded: images beyond the workers plus `maxQueue` are refused at once (counted here: piscina's balancer
+    // hands tasks to busy workers, so its own maxQueue does not bound them).
+    if (this.opts.maxQueue !== undefined && this.pendingImages >= this.opts.maxQueue + this.threads)
+      throw new Error('Task queue is at limit');
+    this.pendingImages++;
+    try {
+      return await this.runImage(bytes, spec, signal);
+    } finally {
+      this.pendingImages--;
+    }
+  }
+
+  private async runImage(
     bytes: Uint8Array,
     spec: ImagePreprocessSpec,
     signal?: AbortSignal,

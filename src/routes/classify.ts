@@ -8,6 +8,7 @@ import multipart from '@fastify/multipart';
 import { softmax, topK } from '../model/decode.js';
 import { invalidInput, ServeError } from '../observability/errors.js';
 import type { ServedModel } from '../repository/model.js';
+import { isQueueFull } from '../preprocess/pool.js';
 import { trackOf, type ServerContext } from './context.js';
 import { errorResponses } from './errors.js';
 import { timingSchema } from './schemas.js';
@@ -179,8 +180,35 @@ export async function classifyPlugin(app: FastifyInstance): Promise<void> {
           `model ${name} is a ${card.family} model; /classify needs an image model`,
         );
 
+      // Admission: a model whose queue is already full refuses at once, before the image costs a decode.
+      const queue = model.current().batcher;
+      if (queue.depth >= queue.maxDepth)
+        throw new ServeError(
+          'rejected_queue_full',
+          'queue_full',
+          `model ${name} is overloaded: its queue holds ${queue.depth} of ${queue.maxDepth} requests`,
+          { retryAfterS: ctx.limits.retryAfterS },
+        );
+
       const t0 = performance.now();
-      const { data } = await ctx.preprocess.image(bytes, card.preprocess);
+      let data: Float32Array;
+      try {
+        // The request's signal: a client that goes away takes its image out of the preprocessing queue.
+        ({ data } = await ctx.preprocess.image(bytes, card.preprocess, track.signal));
+      } catch (err) {
+        if (isQueueFull(err))
+          throw new ServeError(
+            'rejected_queue_full',
+            'queue_full',
+            'the image preprocessing queue is full; retry later',
+            { retryAfterS: ctx.limits.retryAfterS },
+          );
+        if (track.signal.aborted)
+          throw new ServeError('client_cancelled', 'client_cancelled', 'the client went away', {
+            cause: err,
+          });
+        throw err;
+      }
       track.preprocessMs = performance.now() - t0;
       track.checkDeadline();
 

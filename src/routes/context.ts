@@ -16,6 +16,8 @@ export interface RouteLimits {
   maxTextChars: number;
   maxPairsPerRequest: number;
   defaultImageModel: string;
+  /** Seconds in the `Retry-After` header of 429 answers. */
+  retryAfterS: number;
 }
 
 export interface Lifecycle {

@@ -11,7 +11,11 @@ import { Rng } from '../../src/synth/random.js';
 const HERE = dirname(fileURLToPath(import.meta.url));
 
 /** The fixtures folder: $PADNET_FIXTURES, else the shared checkout next to the repository. */
-export const FIXTURES = process.env.PADNET_FIXTURES ?? [resolve(HERE, '../../../shared/fixtures/padnet'), '/work/shared/fixtures/padnet'].find((p) => existsSync(p))!;
+export const FIXTURES =
+  process.env.PADNET_FIXTURES ??
+  [resolve(HERE, '../../../shared/fixtures/padnet'), '/work/shared/fixtures/padnet'].find((p) =>
+    existsSync(p),
+  )!;
 
 export interface Tolerance {
   atol: number;
@@ -52,9 +56,17 @@ export function loadFixture(rel: string): ResNetFixture {
   const input = json.input as FileSpec;
   const expected = json.expected as FileSpec;
   const cases: FixtureCase[] = [
-    { name: 'main', input: readF32(join(dir, input.file)), inputShape: input.shape, expected: readF32(join(dir, expected.file)), expectedShape: expected.shape },
+    {
+      name: 'main',
+      input: readF32(join(dir, input.file)),
+      inputShape: input.shape,
+      expected: readF32(join(dir, expected.file)),
+      expectedShape: expected.shape,
+    },
   ];
-  for (const extra of (json.extra_cases as { name: string; inputs: { file: string }[]; input_shape: number[]; expected: FileSpec }[] | undefined) ?? []) {
+  for (const extra of (json.extra_cases as
+    { name: string; inputs: { file: string }[]; input_shape: number[]; expected: FileSpec }[] | undefined) ??
+    []) {
     const parts = extra.inputs.map((i) => readF32(join(dir, i.file)));
     const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
     let off = 0;
@@ -62,9 +74,17 @@ export function loadFixture(rel: string): ResNetFixture {
       all.set(p, off);
       off += p.length;
     }
-    cases.push({ name: extra.name, input: all, inputShape: extra.input_shape, expected: readF32(join(dir, extra.expected.file)), expectedShape: extra.expected.shape });
+    cases.push({
+      name: extra.name,
+      input: all,
+      inputShape: extra.input_shape,
+      expected: readF32(join(dir, extra.expected.file)),
+      expectedShape: extra.expected.shape,
+    });
   }
-  const checkpoints = ['model.pth.tar', 'model.safetensors'].filter((f) => existsSync(join(dir, f))).map((f) => join(dir, f));
+  const checkpoints = ['model.pth.tar', 'model.safetensors']
+    .filter((f) => existsSync(join(dir, f)))
+    .map((f) => join(dir, f));
   return { dir, json, cases, checkpoints };
 }
 
@@ -77,7 +97,8 @@ export interface Comparison {
 }
 
 export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance): Comparison {
-  if (actual.length !== expected.length) throw new Error(`compare: ${actual.length} values vs ${expected.length} expected`);
+  if (actual.length !== expected.length)
+    throw new Error(`compare: ${actual.length} values vs ${expected.length} expected`);
   let worstRatio = 0;
   let maxAbs = 0;
   let worstIndex = -1;
@@ -126,21 +147,32 @@ export interface RandomResNetOptions {
 }
 
 /** A random state dict with checkpoint tensor names (BN statistics in sane ranges) and the PAD conv names. */
-export function randomResNetStateDict(o: RandomResNetOptions): { stateDict: Map<string, HostTensor>; padConvs: string[] } {
+export function randomResNetStateDict(o: RandomResNetOptions): {
+  stateDict: Map<string, HostTensor>;
+  padConvs: string[];
+} {
   const rng = new Rng(o.seed);
   const K = o.kernels ?? 4;
   const sd = new Map<string, HostTensor>();
   const padConvs: string[] = [];
   const t = (name: string, shape: number[], fill: (i: number) => number): void => {
     const n = shape.reduce((a, b) => a * b, 1);
-    sd.set(`${o.prefix ?? ''}${name}`, { dtype: 'float32', shape, data: Float32Array.from({ length: n }, (_, i) => fill(i)) });
+    sd.set(`${o.prefix ?? ''}${name}`, {
+      dtype: 'float32',
+      shape,
+      data: Float32Array.from({ length: n }, (_, i) => fill(i)),
+    });
   };
   const bn = (name: string, c: number): void => {
     t(`${name}.weight`, [c], () => 0.6 + 0.8 * rng.uniform());
     t(`${name}.bias`, [c], () => 0.1 * rng.normal());
     t(`${name}.running_mean`, [c], () => 0.2 * rng.normal());
     t(`${name}.running_var`, [c], () => 0.5 + rng.uniform());
-    sd.set(`${o.prefix ?? ''}${name}.num_batches_tracked`, { dtype: 'int64', shape: [], data: BigInt64Array.from([7n]) });
+    sd.set(`${o.prefix ?? ''}${name}.num_batches_tracked`, {
+      dtype: 'int64',
+      shape: [],
+      data: BigInt64Array.from([7n]),
+    });
     if (o.strayMasks) t(`${name}.kernels_weights_mask`, [1], () => 1);
   };
   const pad = (name: string, O: number, I: number, k: number): void => {

@@ -32,7 +32,15 @@ function shapeOf(sd: Dict, name: string): readonly number[] {
   return t.shape;
 }
 
-export function conv2d(x: Tensor3, w: Float64Array, o: number, k: number, stride: number, pad: number, bias?: Float64Array): Tensor3 {
+export function conv2d(
+  x: Tensor3,
+  w: Float64Array,
+  o: number,
+  k: number,
+  stride: number,
+  pad: number,
+  bias?: Float64Array,
+): Tensor3 {
   const oh = Math.floor((x.h + 2 * pad - k) / stride) + 1;
   const ow = Math.floor((x.w + 2 * pad - k) / stride) + 1;
   const out = new Float64Array(o * oh * ow);
@@ -62,7 +70,10 @@ export function conv2d(x: Tensor3, w: Float64Array, o: number, k: number, stride
 }
 
 function batchNorm(sd: Dict, name: string, x: Tensor3, relu: boolean): Tensor3 {
-  const g = get(sd, `${name}.weight`), b = get(sd, `${name}.bias`), m = get(sd, `${name}.running_mean`), v = get(sd, `${name}.running_var`);
+  const g = get(sd, `${name}.weight`),
+    b = get(sd, `${name}.bias`),
+    m = get(sd, `${name}.running_mean`),
+    v = get(sd, `${name}.running_var`);
   const hw = x.h * x.w;
   const out = new Float64Array(x.data.length);
   for (let c = 0; c < x.c; c++) {
@@ -88,7 +99,9 @@ function spatialMean(x: Tensor3): Float64Array {
 
 /** π of one PAD conv for one sample. */
 export function routerPi(sd: Dict, name: string, x: Tensor3, tau: number): Float64Array {
-  const fc1 = get(sd, `${name}.attention.fc1.weight`), fc2 = get(sd, `${name}.attention.fc2.weight`), b2 = get(sd, `${name}.attention.fc2.bias`);
+  const fc1 = get(sd, `${name}.attention.fc1.weight`),
+    fc2 = get(sd, `${name}.attention.fc2.weight`),
+    b2 = get(sd, `${name}.attention.fc2.bias`);
   const hidden = shapeOf(sd, `${name}.attention.fc1.weight`)[0]!;
   const K = b2.length;
   const g = spatialMean(x);
@@ -110,10 +123,20 @@ export function routerPi(sd: Dict, name: string, x: Tensor3, tau: number): Float
 }
 
 /** One PAD_DynamicConvolution on one sample, as the original module computes it. */
-export function padConvForward(sd: Dict, name: string, x: Tensor3, stride: number, pad: number, tau: number, piLog?: Map<string, number[][]>): Tensor3 {
+export function padConvForward(
+  sd: Dict,
+  name: string,
+  x: Tensor3,
+  stride: number,
+  pad: number,
+  tau: number,
+  piLog?: Map<string, number[][]>,
+): Tensor3 {
   const [K, O, I, k] = shapeOf(sd, `${name}.kernels_weights`) as [number, number, number, number];
   if (I !== x.c) throw new Error(`reference: ${name} expects ${I} channels, got ${x.c}`);
-  const theta = get(sd, `${name}.kernels_weights`), thetaBar = get(sd, `${name}.weight`), mask = get(sd, `${name}.kernels_weights_mask`);
+  const theta = get(sd, `${name}.kernels_weights`),
+    thetaBar = get(sd, `${name}.weight`),
+    mask = get(sd, `${name}.kernels_weights_mask`);
   const lamD = 2 / (1 + Math.exp(-get(sd, `${name}.phi_d`)[0]!));
   const lamS = 2 - lamD;
   const pi = routerPi(sd, name, x, tau);
@@ -139,14 +162,16 @@ export function padConvForward(sd: Dict, name: string, x: Tensor3, stride: numbe
 }
 
 function maxPool(x: Tensor3, k: number, s: number, p: number): Tensor3 {
-  const oh = Math.floor((x.h + 2 * p - k) / s) + 1, ow = Math.floor((x.w + 2 * p - k) / s) + 1;
+  const oh = Math.floor((x.h + 2 * p - k) / s) + 1,
+    ow = Math.floor((x.w + 2 * p - k) / s) + 1;
   const out = new Float64Array(x.c * oh * ow).fill(-Infinity);
   for (let c = 0; c < x.c; c++)
     for (let y = 0; y < oh; y++)
       for (let xx = 0; xx < ow; xx++)
         for (let ky = 0; ky < k; ky++)
           for (let kx = 0; kx < k; kx++) {
-            const iy = y * s + ky - p, ix = xx * s + kx - p;
+            const iy = y * s + ky - p,
+              ix = xx * s + kx - p;
             if (iy < 0 || ix < 0 || iy >= x.h || ix >= x.w) continue;
             const o = (c * oh + y) * ow + xx;
             out[o] = Math.max(out[o]!, x.data[(c * x.h + iy) * x.w + ix]!);
@@ -161,7 +186,12 @@ export function referenceStateDict(sd: Dict): Dict {
 }
 
 /** Logits of one sample (x: C×H×W, float64). Block layout is read from the key names. */
-export function referenceForwardOne(stateDict: Dict, x: Tensor3, tau: number, piLog?: Map<string, number[][]>): Float64Array {
+export function referenceForwardOne(
+  stateDict: Dict,
+  x: Tensor3,
+  tau: number,
+  piLog?: Map<string, number[][]>,
+): Float64Array {
   const sd = referenceStateDict(stateDict);
   const stemW = get(sd, 'conv1.weight');
   if (sd.has('conv1.weight_mask')) get(sd, 'conv1.weight_mask').forEach((m, i) => (stemW[i]! *= m));
@@ -183,7 +213,12 @@ export function referenceForwardOne(stateDict: Dict, x: Tensor3, tau: number, pi
         o = batchNorm(sd, `${b}.bn2`, padConvForward(sd, `${b}.conv2`, o, 1, 1, tau, piLog), false);
       }
       const short = sd.has(`${b}.shortcut.layers.0.kernels_weights`)
-        ? batchNorm(sd, `${b}.shortcut.layers.1`, padConvForward(sd, `${b}.shortcut.layers.0`, h, stride, 0, tau, piLog), false)
+        ? batchNorm(
+            sd,
+            `${b}.shortcut.layers.1`,
+            padConvForward(sd, `${b}.shortcut.layers.0`, h, stride, 0, tau, piLog),
+            false,
+          )
         : h;
       const sum = new Float64Array(o.data.length);
       for (let j = 0; j < sum.length; j++) sum[j] = Math.max(0, o.data[j]! + short.data[j]!);
@@ -191,7 +226,8 @@ export function referenceForwardOne(stateDict: Dict, x: Tensor3, tau: number, pi
     }
   }
   const g = spatialMean(h);
-  const lw = get(sd, 'linear.weight'), lb = get(sd, 'linear.bias');
+  const lw = get(sd, 'linear.weight'),
+    lb = get(sd, 'linear.bias');
   if (sd.has('linear.weight_mask')) get(sd, 'linear.weight_mask').forEach((m, i) => (lw[i]! *= m));
   if (sd.has('linear.bias_mask')) get(sd, 'linear.bias_mask').forEach((m, i) => (lb[i]! *= m));
   const classes = lb.length;
@@ -212,6 +248,13 @@ export function sampleOf(batch: Float32Array, shape: readonly number[], b: numbe
 }
 
 /** Logits for a whole NCHW batch, [B, classes] as float64 rows. */
-export function referenceForward(stateDict: Dict, batch: Float32Array, shape: readonly number[], tau: number): Float64Array[] {
-  return Array.from({ length: shape[0]! }, (_, b) => referenceForwardOne(stateDict, sampleOf(batch, shape, b), tau));
+export function referenceForward(
+  stateDict: Dict,
+  batch: Float32Array,
+  shape: readonly number[],
+  tau: number,
+): Float64Array[] {
+  return Array.from({ length: shape[0]! }, (_, b) =>
+    referenceForwardOne(stateDict, sampleOf(batch, shape, b), tau),
+  );
 }

@@ -19,8 +19,21 @@ import { readLabels, readPreprocess, resnetCardDraft, variantOf } from './card.j
 import { foldPadConv, foldResNet } from './fold.js';
 import { buildResNetGraph, type BuiltGraph } from './graph.js';
 import { NCHWC_DOMAIN, probeNchwcBlock, type Layout } from './layout.js';
-import { emitConv, emitGap, emitRouter, lazyRuntimeZero, type DynamicForm, type LayerContext } from './padconv.js';
-import { checkpointParameters, inferPadConvLayer, inferResNetSpec, stripModulePrefix, type ResNetSpec } from './spec.js';
+import {
+  emitConv,
+  emitGap,
+  emitRouter,
+  lazyRuntimeZero,
+  type DynamicForm,
+  type LayerContext,
+} from './padconv.js';
+import {
+  checkpointParameters,
+  inferPadConvLayer,
+  inferResNetSpec,
+  stripModulePrefix,
+  type ResNetSpec,
+} from './spec.js';
 
 export interface ResNetConvertOptions {
   name: string;
@@ -49,6 +62,18 @@ export interface ConvertedResNet {
 /** The form measured fastest for partially dynamic layers (docs/resnet-graph.md). */
 export const DEFAULT_FORM: DynamicForm = 'auto';
 
+const FORMS: readonly DynamicForm[] = ['auto', 'dense', 'scatter', 'unpool', 'unpool64'];
+
+/** The form to convert with: PADSERVE_RESNET_FORM (for experiments and benchmarks) or the default. */
+export function defaultForm(): DynamicForm {
+  const env = process.env.PADSERVE_RESNET_FORM;
+  if (env === undefined || env === '') return DEFAULT_FORM;
+  if (!(FORMS as readonly string[]).includes(env)) {
+    throw new ConvertError(`PADSERVE_RESNET_FORM: expected one of ${FORMS.join(', ')}, got "${env}"`);
+  }
+  return env as DynamicForm;
+}
+
 /** NCHWc with this machine's block when onnxruntime has it, else plain NCHW; PADSERVE_LAYOUT=nchw forces NCHW. */
 export async function probeLayout(): Promise<Layout> {
   if (process.env.PADSERVE_LAYOUT === 'nchw') return { kind: 'nchw' };
@@ -61,12 +86,21 @@ export function layoutName(layout: Layout): string {
 }
 
 /** Pure: state dict + metadata → graph builder + card draft. */
-export function convertResNetTensors(tensors: Map<string, HostTensor>, metadata: Record<string, string>, opts: ResNetConvertOptions): ConvertedResNet {
+export function convertResNetTensors(
+  tensors: Map<string, HostTensor>,
+  metadata: Record<string, string>,
+  opts: ResNetConvertOptions,
+): ConvertedResNet {
   const spec = inferResNetSpec(tensors, metadata, opts.temperature);
   const net = foldResNet(spec);
-  const built = buildResNetGraph(net, { layout: opts.layout ?? { kind: 'nchw' }, form: opts.form ?? DEFAULT_FORM }, opts.name.replace(/[^A-Za-z0-9_]/g, '_') || 'resnet');
+  const built = buildResNetGraph(
+    net,
+    { layout: opts.layout ?? { kind: 'nchw' }, form: opts.form ?? defaultForm() },
+    opts.name.replace(/[^A-Za-z0-9_]/g, '_') || 'resnet',
+  );
   const labels = opts.labels ?? readLabels(opts.labelsFile, spec.numClasses);
-  if (labels.length !== spec.numClasses) throw new ConvertError(`labels: ${labels.length} labels for a model with ${spec.numClasses} classes`);
+  if (labels.length !== spec.numClasses)
+    throw new ConvertError(`labels: ${labels.length} labels for a model with ${spec.numClasses} classes`);
   const draft = resnetCardDraft(spec, {
     name: opts.name,
     source: opts.source,
@@ -79,7 +113,10 @@ export function convertResNetTensors(tensors: Map<string, HostTensor>, metadata:
 }
 
 export function writeConverted(outDir: string, converted: ConvertedResNet): ModelCard {
-  return writeModelFolder(outDir, converted.built.graph, converted.draft, { maxRunBatch: converted.built.maxRunBatch, parameters: converted.parameters });
+  return writeModelFolder(outDir, converted.built.graph, converted.draft, {
+    maxRunBatch: converted.built.maxRunBatch,
+    parameters: converted.parameters,
+  });
 }
 
 function millions(n: number): string {
@@ -89,7 +126,10 @@ function millions(n: number): string {
 export function summaryLine(c: ConvertedResNet, card: ModelCard): string {
   const { spec, built } = c;
   const arch = `${spec.block} [${spec.blocks.join(',')}] widths ${spec.widths.join('/')} stem ${spec.stemChannels} K=${spec.kernels} τ=${spec.temperature} ${spec.numClasses} classes`;
-  const form = built.maxRunBatch === 1 ? `per-sample ${layoutName(built.layout)} ${c.built.bytes.index ? 'scatter' : 'dense'}` : 'static batched';
+  const form =
+    built.maxRunBatch === 1
+      ? `per-sample ${layoutName(built.layout)}, weights: ${built.form}`
+      : 'static, batched';
   return (
     `resnet ${variantOf(spec)}: ${arch}; ${spec.padConvs.length} PAD convs, ${(100 * spec.dynamicRatio).toFixed(1)}% dynamic; ` +
     `checkpoint ${millions(checkpointParameters(spec))} params → stored ${millions(c.parameters)}; graph ${(card.graph.initializerBytes / 2 ** 20).toFixed(1)} MiB (${form})`
@@ -97,14 +137,24 @@ export function summaryLine(c: ConvertedResNet, card: ModelCard): string {
 }
 
 /** A lone PAD conv layer as a model: input `x` [1, I, H, W] → output `y` (no BatchNorm). */
-export function convertPadConvLayer(tensors: Map<string, HostTensor>, metadata: Record<string, string>, opts: ResNetConvertOptions): { graph: GraphBuilder; draft: CardDraft; outChannels: number } {
+export function convertPadConvLayer(
+  tensors: Map<string, HostTensor>,
+  metadata: Record<string, string>,
+  opts: ResNetConvertOptions,
+): { graph: GraphBuilder; draft: CardDraft; outChannels: number } {
   const { conv, temperature } = inferPadConvLayer(tensors, metadata, opts.temperature);
   const folded = foldPadConv(conv, null, temperature);
   const layout = opts.layout ?? { kind: 'nchw' };
   const g = new Builder('padconv_layer');
   const ops = new Ops(g);
   const x = g.input('x', 'float32', [1, conv.inChannels, 'height', 'width']);
-  const ctx: LayerContext = { g, ops, layout, form: opts.form ?? DEFAULT_FORM, runtimeZeroInt32: lazyRuntimeZero(g, ops, x) };
+  const ctx: LayerContext = {
+    g,
+    ops,
+    layout,
+    form: opts.form ?? defaultForm(),
+    runtimeZeroInt32: lazyRuntimeZero(g, ops, x),
+  };
   const nchwc = layout.kind === 'nchwc';
   const xin = nchwc ? g.op('ReorderInput', [x], {}, { domain: NCHWC_DOMAIN }) : x;
   const pi = folded.dynamic ? emitRouter(ctx, emitGap(ctx, xin), folded.dynamic.router, 'padconv') : null;
@@ -122,7 +172,17 @@ export function convertPadConvLayer(tensors: Map<string, HostTensor>, metadata: 
     labels: [],
     dynamic: { ratio, layers: [{ name: 'padconv', ratio, entries: conv.mask.length }] },
     createdBy: opts.createdBy ?? 'padserve convert',
-    architecture: { block: 'basic', blocks: [], stemChannels: 0, widths: [], expansion: 1, numClasses: 0, kernels: conv.kernels, temperature, padConvs: 1 },
+    architecture: {
+      block: 'basic',
+      blocks: [],
+      stemChannels: 0,
+      widths: [],
+      expansion: 1,
+      numClasses: 0,
+      kernels: conv.kernels,
+      temperature,
+      padConvs: 1,
+    },
     preprocess: opts.preprocess ?? IMAGENET_PREPROCESS,
   };
   return { graph: g, draft, outChannels: conv.outChannels };
@@ -137,20 +197,44 @@ async function read(input: string): Promise<Checkpoint> {
   }
 }
 
-export async function convertCommand(input: string, outDir: string, opts: ConvertOptions): Promise<ModelCard> {
+export async function convertCommand(
+  input: string,
+  outDir: string,
+  opts: ConvertOptions,
+): Promise<ModelCard> {
   const checkpoint = await read(input);
-  const source: WeightSource = { kind: 'checkpoint', path: input, format: checkpoint.format, sha256: checkpoint.sha256 };
+  const source: WeightSource = {
+    kind: 'checkpoint',
+    path: input,
+    format: checkpoint.format,
+    sha256: checkpoint.sha256,
+  };
   const name = opts.name ?? basename(outDir);
   const layout = await probeLayout();
   const preprocess = readPreprocess(opts.preprocessFile);
   const tensors = stripModulePrefix(checkpoint.tensors);
   if (tensors.has('kernels_weights')) {
-    const layer = convertPadConvLayer(tensors, checkpoint.metadata, { name, source, temperature: opts.temperature, layout, preprocess });
+    const layer = convertPadConvLayer(tensors, checkpoint.metadata, {
+      name,
+      source,
+      temperature: opts.temperature,
+      layout,
+      preprocess,
+    });
     const card = writeModelFolder(outDir, layer.graph, layer.draft, { maxRunBatch: 1 });
-    console.log(`padconv layer: ${card.dynamic.layers[0]!.entries} entries, ${(100 * card.dynamic.ratio).toFixed(1)}% dynamic → ${outDir} (input x, output y)`);
+    console.log(
+      `padconv layer: ${card.dynamic.layers[0]!.entries} entries, ${(100 * card.dynamic.ratio).toFixed(1)}% dynamic → ${outDir} (input x, output y)`,
+    );
     return card;
   }
-  const converted = convertResNetTensors(tensors, checkpoint.metadata, { name, source, temperature: opts.temperature, labelsFile: opts.labelsFile, preprocess, layout });
+  const converted = convertResNetTensors(tensors, checkpoint.metadata, {
+    name,
+    source,
+    temperature: opts.temperature,
+    labelsFile: opts.labelsFile,
+    preprocess,
+    layout,
+  });
   const card = writeConverted(outDir, converted);
   console.log(summaryLine(converted, card));
   return card;

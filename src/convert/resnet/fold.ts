@@ -100,7 +100,9 @@ export function foldRouter(conv: PadConv, temperature: number): Router {
 export function foldPadConv(conv: PadConv, bn: BatchNorm | null, temperature: number): FoldedConv {
   const { outChannels: O, kernels: K } = conv;
   const perOut = conv.mask.length / O;
-  const { scale, shift } = bn ? batchNormAffine(bn) : { scale: new Float64Array(O).fill(1), shift: new Float64Array(O) };
+  const { scale, shift } = bn
+    ? batchNormAffine(bn)
+    : { scale: new Float64Array(O).fill(1), shift: new Float64Array(O) };
   const lam = lambdas(conv.phiD);
   const n = conv.dynamicEntries;
   const N = conv.mask.length;
@@ -121,9 +123,13 @@ export function foldPadConv(conv: PadConv, bn: BatchNorm | null, temperature: nu
   let kernelBias: Float32Array | null = null;
   if (conv.kernelsBias) {
     kernelBias = new Float32Array(K * O);
-    for (let k = 0; k < K; k++) for (let o = 0; o < O; o++) kernelBias[k * O + o] = scale[o]! * conv.kernelsBias[k * O + o]!;
+    for (let k = 0; k < K; k++)
+      for (let o = 0; o < O; o++) kernelBias[k * O + o] = scale[o]! * conv.kernelsBias[k * O + o]!;
   }
-  const dynamic = n > 0 || kernelBias ? { kernels: K, indices, values, kernelBias, router: foldRouter(conv, temperature) } : null;
+  const dynamic =
+    n > 0 || kernelBias
+      ? { kernels: K, indices, values, kernelBias, router: foldRouter(conv, temperature) }
+      : null;
   return {
     name: conv.name,
     outChannels: O,
@@ -138,15 +144,32 @@ export function foldPadConv(conv: PadConv, bn: BatchNorm | null, temperature: nu
 }
 
 /** Folds an ordinary conv (its bias, if any) and an optional BatchNorm. */
-export function foldPlainConv(conv: PlainConv, bn: BatchNorm | null, stride: number, padding: number): FoldedConv {
+export function foldPlainConv(
+  conv: PlainConv,
+  bn: BatchNorm | null,
+  stride: number,
+  padding: number,
+): FoldedConv {
   const O = conv.outChannels;
   const perOut = conv.weight.length / O;
-  const { scale, shift } = bn ? batchNormAffine(bn) : { scale: new Float64Array(O).fill(1), shift: new Float64Array(O) };
+  const { scale, shift } = bn
+    ? batchNormAffine(bn)
+    : { scale: new Float64Array(O).fill(1), shift: new Float64Array(O) };
   const weight = new Float32Array(conv.weight.length);
   for (let p = 0; p < weight.length; p++) weight[p] = scale[Math.floor(p / perOut)]! * conv.weight[p]!;
   const bias = new Float32Array(O);
   for (let o = 0; o < O; o++) bias[o] = shift[o]! + scale[o]! * (conv.bias?.[o] ?? 0);
-  return { name: conv.name, outChannels: O, inChannels: conv.inChannels, kernel: conv.kernel, stride, padding, weight, bias, dynamic: null };
+  return {
+    name: conv.name,
+    outChannels: O,
+    inChannels: conv.inChannels,
+    kernel: conv.kernel,
+    stride,
+    padding,
+    weight,
+    bias,
+    dynamic: null,
+  };
 }
 
 export function foldResNet(spec: ResNetSpec): FoldedResNet {
@@ -161,7 +184,10 @@ export function foldResNet(spec: ResNetSpec): FoldedResNet {
   return {
     stem: foldPlainConv(spec.stem, spec.stemNorm, 2, (spec.stem.kernel - 1) >> 1),
     stages,
-    classifier: { weight: Float32Array.from(spec.classifier.weight), bias: Float32Array.from(spec.classifier.bias ?? new Float32Array(spec.numClasses)) },
+    classifier: {
+      weight: Float32Array.from(spec.classifier.weight),
+      bias: Float32Array.from(spec.classifier.bias ?? new Float32Array(spec.numClasses)),
+    },
     numClasses: spec.numClasses,
     featureChannels,
   };

@@ -14,7 +14,14 @@ import { Ops } from '../../onnx/ops.js';
 import { floatTensor } from '../../tensor.js';
 import type { FoldedConv, FoldedResNet } from './fold.js';
 import { nchwcGuard, NCHWC_DOMAIN, padColumns, paddedChannels, type Layout } from './layout.js';
-import { emitConv, emitGap, emitRouter, lazyRuntimeZero, type DynamicForm, type LayerContext } from './padconv.js';
+import {
+  emitConv,
+  emitGap,
+  emitRouter,
+  lazyRuntimeZero,
+  type DynamicForm,
+  type LayerContext,
+} from './padconv.js';
 
 /** Bumped whenever the graph a given checkpoint converts to changes (benchmark caches key on it). */
 export const RESNET_GRAPH_VERSION = 4;
@@ -37,6 +44,7 @@ export interface BuiltGraph {
   /** 1 for per-sample graphs, null when the graph takes any batch. */
   maxRunBatch: number | null;
   layout: Layout;
+  form: DynamicForm;
   /** Stored bytes by role. */
   bytes: WeightTally;
 }
@@ -64,12 +72,30 @@ export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = '
     if (!v) pooled.set(x.name, (v = emitGap(ctx, x)));
     return v;
   };
-  const conv = (x: Value, c: FoldedConv, relu: boolean, sum: Value | null = null, blockedInput = true): Value =>
-    emitConv(ctx, { x, conv: c, pi: c.dynamic && perSample ? emitRouter(ctx, gapOf(x), c.dynamic.router, c.name) : null, relu, sum, blockedInput });
+  const conv = (
+    x: Value,
+    c: FoldedConv,
+    relu: boolean,
+    sum: Value | null = null,
+    blockedInput = true,
+  ): Value =>
+    emitConv(ctx, {
+      x,
+      conv: c,
+      pi: c.dynamic && perSample ? emitRouter(ctx, gapOf(x), c.dynamic.router, c.name) : null,
+      relu,
+      sum,
+      blockedInput,
+    });
 
   let x = conv(x0, net.stem, true, null, false);
   x = nchwc
-    ? g.op('MaxPool', [x], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, { domain: NCHWC_DOMAIN })
+    ? g.op(
+        'MaxPool',
+        [x],
+        { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] },
+        { domain: NCHWC_DOMAIN },
+      )
     : ops.maxPool(x, 3, 2, 1);
   for (const block of net.stages.flat()) {
     const last = block.convs.length - 1;
@@ -82,11 +108,17 @@ export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = '
   }
   const features = emitGap(ctx, x);
   const cols = paddedChannels(layout, net.featureChannels);
-  const fcW = g.initializer('classifier.weight', floatTensor(padColumns(net.classifier.weight, net.numClasses, net.featureChannels, cols), [net.numClasses, cols]));
+  const fcW = g.initializer(
+    'classifier.weight',
+    floatTensor(padColumns(net.classifier.weight, net.numClasses, net.featureChannels, cols), [
+      net.numClasses,
+      cols,
+    ]),
+  );
   const fcB = g.initializer('classifier.bias', floatTensor(net.classifier.bias, [net.numClasses]));
   bytes.static += 4 * (net.numClasses * cols + net.numClasses);
   let logits = ops.gemm(features, fcW, fcB, { transB: true }, 'classifier');
   if (nchwc) logits = ops.add(logits, nchwcGuard(g, ops, layout.block), 'nchwc_guard');
   g.output(logits, 'logits', 'float32', [batch, net.numClasses]);
-  return { graph: g, maxRunBatch: perSample ? 1 : null, layout, bytes };
+  return { graph: g, maxRunBatch: perSample ? 1 : null, layout, form: opts.form, bytes };
 }

@@ -46,10 +46,24 @@ export interface WeightGeometry {
   position(p: number): number;
 }
 
-export function weightGeometry(layout: Layout, O: number, I: number, k: number, blockedInput: boolean): WeightGeometry {
+export function weightGeometry(
+  layout: Layout,
+  O: number,
+  I: number,
+  k: number,
+  blockedInput: boolean,
+): WeightGeometry {
   const kk = k * k;
   if (layout.kind === 'nchw') {
-    return { outChannels: O, inChannels: I, kernel: k, storedOut: O, storedIn: I, size: O * I * kk, position: (p) => p };
+    return {
+      outChannels: O,
+      inChannels: I,
+      kernel: k,
+      storedOut: O,
+      storedIn: I,
+      size: O * I * kk,
+      position: (p) => p,
+    };
   }
   const B = layout.block;
   const storedOut = roundUp(O, B);
@@ -72,7 +86,15 @@ export function weightGeometry(layout: Layout, O: number, I: number, k: number, 
         // [O/B][I][kh·kw][Bo]
         return ((Math.floor(o / B) * I + i) * kk + t) * B + (o % B);
       };
-  return { outChannels: O, inChannels: I, kernel: k, storedOut, storedIn, size: storedOut * storedIn * kk, position };
+  return {
+    outChannels: O,
+    inChannels: I,
+    kernel: k,
+    storedOut,
+    storedIn,
+    size: storedOut * storedIn * kk,
+    position,
+  };
 }
 
 /** A dense OIHW weight rearranged into the stored layout (padding entries are zero). */
@@ -123,9 +145,19 @@ export async function probeNchwcBlock(): Promise<number | null> {
  * onnxruntime folds it at session creation, so it costs nothing per run.
  */
 export function nchwcGuard(g: GraphBuilder, ops: Ops, block: number): Value {
-  const probe = g.op('ReorderInput', [ops.f32(new Float32Array(4), [1, 4, 1, 1], 'nchwc_probe')], {}, { domain: NCHWC_DOMAIN });
+  const probe = g.op(
+    'ReorderInput',
+    [ops.f32(new Float32Array(4), [1, 4, 1, 1], 'nchwc_probe')],
+    {},
+    { domain: NCHWC_DOMAIN },
+  );
   const channels = g.op('Slice', [ops.shape(probe), ops.i64([1]), ops.i64([2]), ops.i64([0])]);
   const zeros = g.initializer(`nchwc_block_${block}_zeros`, floatTensor(new Float32Array(block), [block]));
-  const checked = g.op('Reshape', [zeros, channels], {}, { name: `nchwc_block_${block}_guard_weights_need_this_block_size` });
+  const checked = g.op(
+    'Reshape',
+    [zeros, channels],
+    {},
+    { name: `nchwc_block_${block}_guard_weights_need_this_block_size` },
+  );
   return ops.reduceSum(checked, [0], true);
 }

@@ -10,17 +10,28 @@
  *            dynamic entries stored in place in the static part), ΔD_k = D_k − D_1 packed (k ≥ 2), idx int32.
  *            Since Σπ = 1 this is exactly S + Σ_k π_k D_k, and it stores N + (K−1)·n + n values instead of K·N.
  *            Rows: the scatter runs on a (rows, cols) view along axis 1, each row padded to the same number of
- *            entries (padding adds 0), so onnxruntime can split it over threads by rows.
+ *            entries (padding adds 0), so that a runtime may split it by rows (onnxruntime 1.30 does not: ≈5 ns
+ *            per entry on one thread, the slowest form).
  * - unpool:  W = B + MaxUnpool(π_{2..K} · ΔD, idx): same stored tensors as scatter, but the packed entries are
  *            placed by MaxUnpool (a tight single loop into a zeroed buffer) and added to B by a dense Add.
  *            MaxUnpool takes int64 positions: 'unpool' stores int32 and casts per run, 'unpool64' stores int64.
+ * - auto (the default): dense where it stores less (r > (K−1)/K, DY-Conv layers), unpool elsewhere.
  */
 import type { GraphBuilder, Value } from '../../onnx/builder.js';
 import type { Ops } from '../../onnx/ops.js';
 import { floatTensor, int32Tensor, int64Tensor } from '../../tensor.js';
 import { ONNX_DTYPE } from '../../onnx/proto.js';
 import type { FoldedConv, Router } from './fold.js';
-import { layoutWeight, NCHWC_DOMAIN, padColumns, padVector, paddedChannels, weightGeometry, type Layout, type WeightGeometry } from './layout.js';
+import {
+  layoutWeight,
+  NCHWC_DOMAIN,
+  padColumns,
+  padVector,
+  paddedChannels,
+  weightGeometry,
+  type Layout,
+  type WeightGeometry,
+} from './layout.js';
 
 const ONNX_INT64 = ONNX_DTYPE.int64;
 
@@ -30,7 +41,12 @@ export type DynamicForm = 'auto' | 'dense' | 'scatter' | 'unpool' | 'unpool64';
  * 'auto': per layer, the form that stores fewer bytes — dense K·N versus unpool N(1 + K·r) (int32 indices) —
  * i.e. dense above r = (K−1)/K (fully dynamic layers included), unpool below. Dense is also the faster one.
  */
-export function resolveForm(form: DynamicForm, dynamicEntries: number, entries: number, kernels: number): Exclude<DynamicForm, 'auto'> {
+export function resolveForm(
+  form: DynamicForm,
+  dynamicEntries: number,
+  entries: number,
+  kernels: number,
+): Exclude<DynamicForm, 'auto'> {
   if (form !== 'auto') return form;
   return dynamicEntries * kernels > (kernels - 1) * entries ? 'dense' : 'unpool';
 }
@@ -63,7 +79,10 @@ export interface ConvCall {
 export function lazyRuntimeZero(g: GraphBuilder, ops: Ops, input: Value): () => Value {
   let zero: Value | null = null;
   return () => {
-    zero ??= ops.cast(ops.sub(g.op('Slice', [ops.shape(input), ops.i64([0]), ops.i64([1]), ops.i64([0])]), ops.i64([1])), ONNX_DTYPE.int32);
+    zero ??= ops.cast(
+      ops.sub(g.op('Slice', [ops.shape(input), ops.i64([0]), ops.i64([1]), ops.i64([0])]), ops.i64([1])),
+      ONNX_DTYPE.int32,
+    );
     return zero;
   };
 }
@@ -76,7 +95,10 @@ function addTally(ctx: LayerContext, role: 'static' | 'dynamic' | 'index' | 'rou
 export function emitRouter(ctx: LayerContext, gap: Value, router: Router, name: string): Value {
   const { g, ops } = ctx;
   const cols = paddedChannels(ctx.layout, router.inChannels);
-  const fc1 = g.initializer(`${name}.router.fc1`, floatTensor(padColumns(router.fc1, router.hidden, router.inChannels, cols), [router.hidden, cols]));
+  const fc1 = g.initializer(
+    `${name}.router.fc1`,
+    floatTensor(padColumns(router.fc1, router.hidden, router.inChannels, cols), [router.hidden, cols]),
+  );
   const fc2 = g.initializer(`${name}.router.fc2`, floatTensor(router.fc2, [router.kernels, router.hidden]));
   const fc2b = g.initializer(`${name}.router.fc2_bias`, floatTensor(router.fc2Bias, [router.kernels]));
   addTally(ctx, 'router', 4 * (router.hidden * cols + router.fc2.length + router.kernels));
@@ -86,7 +108,10 @@ export function emitRouter(ctx: LayerContext, gap: Value, router: Router, name: 
 
 /** Global average pool as a (1, C_stored) row, in the activation's layout (a 1×1 NCHWc map is plain NCHW). */
 export function emitGap(ctx: LayerContext, x: Value): Value {
-  const pooled = ctx.layout.kind === 'nchwc' ? ctx.g.op('GlobalAveragePool', [x], {}, { domain: NCHWC_DOMAIN }) : ctx.ops.globalAvgPool(x);
+  const pooled =
+    ctx.layout.kind === 'nchwc'
+      ? ctx.g.op('GlobalAveragePool', [x], {}, { domain: NCHWC_DOMAIN })
+      : ctx.ops.globalAvgPool(x);
   return ctx.ops.flatten(pooled, 1);
 }
 
@@ -101,7 +126,8 @@ function fusedKernel(conv: FoldedConv, geo: WeightGeometry, k: number): Float32A
 
 /** Rows for the scatter view: the largest count ≤ `maxRows` dividing `size` that keeps rows ≥ `minCols` long. */
 export function scatterRows(size: number, maxRows: number, minCols = 2048): number {
-  for (let r = Math.max(1, Math.min(maxRows, Math.floor(size / minCols))); r > 1; r--) if (size % r === 0) return r;
+  for (let r = Math.max(1, Math.min(maxRows, Math.floor(size / minCols))); r > 1; r--)
+    if (size % r === 0) return r;
   return 1;
 }
 
@@ -126,7 +152,12 @@ function dynamicWeight(ctx: LayerContext, conv: FoldedConv, geo: WeightGeometry,
     return ops.reshape(ops.matmul(pi, kernels, `${conv.name}.aggregate`), shape);
   }
   if (form === 'unpool' || form === 'unpool64') {
-    const piTail = ops.reshape(g.op('Slice', [pi, ops.i64([1]), ops.i64([K]), ops.i64([1])]), [1, 1, 1, K - 1]);
+    const piTail = ops.reshape(g.op('Slice', [pi, ops.i64([1]), ops.i64([K]), ops.i64([1])]), [
+      1,
+      1,
+      1,
+      K - 1,
+    ]);
     return unpoolWeight(ctx, conv, geo, piTail, shape, form === 'unpool64');
   }
   // scatter: base = S + D_1 in place; per row, the dynamic entries' columns and ΔD_k = D_k − D_1.
@@ -135,7 +166,8 @@ function dynamicWeight(ctx: LayerContext, conv: FoldedConv, geo: WeightGeometry,
   const base = fusedKernel(conv, geo, 0);
   const perRow: number[][] = Array.from({ length: rows }, () => []);
   for (let j = 0; j < n; j++) perRow[Math.floor(geo.position(dyn.indices[j]!) / cols)]!.push(j);
-  for (const list of perRow) list.sort((a, b) => geo.position(dyn.indices[a]!) - geo.position(dyn.indices[b]!));
+  for (const list of perRow)
+    list.sort((a, b) => geo.position(dyn.indices[a]!) - geo.position(dyn.indices[b]!));
   const width = Math.max(1, ...perRow.map((l) => l.length));
   const idx = new Int32Array(rows * width);
   const delta = new Float32Array((K - 1) * rows * width);
@@ -143,7 +175,8 @@ function dynamicWeight(ctx: LayerContext, conv: FoldedConv, geo: WeightGeometry,
     list.forEach((j, c) => {
       const slot = r * width + c;
       idx[slot] = geo.position(dyn.indices[j]!) - r * cols;
-      for (let k = 1; k < K; k++) delta[(k - 1) * rows * width + slot] = dyn.values[k * n + j]! - dyn.values[j]!;
+      for (let k = 1; k < K; k++)
+        delta[(k - 1) * rows * width + slot] = dyn.values[k * n + j]! - dyn.values[j]!;
     });
     // Padding slots point at the row's first column and add 0 (their ΔD is 0).
   });
@@ -155,7 +188,12 @@ function dynamicWeight(ctx: LayerContext, conv: FoldedConv, geo: WeightGeometry,
   const deltaV = g.initializer(`${conv.name}.dynamic_delta`, floatTensor(delta, [K - 1, rows * width]));
   const piTail = g.op('Slice', [pi, ops.i64([1]), ops.i64([K]), ops.i64([1])]);
   const updates = ops.reshape(ops.matmul(piTail, deltaV, `${conv.name}.aggregate`), [rows, width]);
-  const w = g.op('ScatterElements', [baseV, idxV, updates], { axis: 1, reduction: 'add' }, { name: `${conv.name}.scatter` });
+  const w = g.op(
+    'ScatterElements',
+    [baseV, idxV, updates],
+    { axis: 1, reduction: 'add' },
+    { name: `${conv.name}.scatter` },
+  );
   return ops.reshape(w, shape);
 }
 
@@ -163,12 +201,21 @@ function dynamicWeight(ctx: LayerContext, conv: FoldedConv, geo: WeightGeometry,
  * B + MaxUnpool(π_{2..K}·ΔD) with entries in stored-layout order (see the module comment), all as (1, 1, 1, ·)
  * rows so the only reshape is the final one to (O, I, k, k).
  */
-function unpoolWeight(ctx: LayerContext, conv: FoldedConv, geo: WeightGeometry, piTail: Value, shape: number[], int64Index: boolean): Value {
+function unpoolWeight(
+  ctx: LayerContext,
+  conv: FoldedConv,
+  geo: WeightGeometry,
+  piTail: Value,
+  shape: number[],
+  int64Index: boolean,
+): Value {
   const { g, ops } = ctx;
   const dyn = conv.dynamic!;
   const K = dyn.kernels;
   const n = dyn.indices.length;
-  const order = Array.from({ length: n }, (_, j) => j).sort((a, b) => geo.position(dyn.indices[a]!) - geo.position(dyn.indices[b]!));
+  const order = Array.from({ length: n }, (_, j) => j).sort(
+    (a, b) => geo.position(dyn.indices[a]!) - geo.position(dyn.indices[b]!),
+  );
   const positions = order.map((j) => geo.position(dyn.indices[j]!));
   const delta = new Float32Array((K - 1) * n);
   order.forEach((j, r) => {
@@ -180,31 +227,61 @@ function unpoolWeight(ctx: LayerContext, conv: FoldedConv, geo: WeightGeometry, 
   let index: Value;
   if (int64Index) {
     addTally(ctx, 'index', 8 * n);
-    index = g.initializer(`${conv.name}.dynamic_index`, int64Tensor(BigInt64Array.from(positions, (p) => BigInt(p)), [1, 1, 1, n]));
+    index = g.initializer(
+      `${conv.name}.dynamic_index`,
+      int64Tensor(
+        BigInt64Array.from(positions, (p) => BigInt(p)),
+        [1, 1, 1, n],
+      ),
+    );
   } else {
     // int32 on disk and in memory; widened per run. The Add of a runtime zero keeps onnxruntime from folding the
     // cast into a resident int64 copy at load time.
     addTally(ctx, 'index', 4 * n);
-    const stored = g.initializer(`${conv.name}.dynamic_index`, int32Tensor(Int32Array.from(positions), [1, 1, 1, n]));
+    const stored = g.initializer(
+      `${conv.name}.dynamic_index`,
+      int32Tensor(Int32Array.from(positions), [1, 1, 1, n]),
+    );
     index = ops.cast(ops.add(stored, ctx.runtimeZeroInt32!()), ONNX_INT64);
   }
-  const updates = ops.matmul(piTail, g.initializer(`${conv.name}.dynamic_delta`, floatTensor(delta, [K - 1, n])), `${conv.name}.aggregate`);
-  const placed = g.op('MaxUnpool', [updates, index, ops.i64([1, 1, 1, geo.size])], { kernel_shape: [1, 1] }, { name: `${conv.name}.place` });
+  const updates = ops.matmul(
+    piTail,
+    g.initializer(`${conv.name}.dynamic_delta`, floatTensor(delta, [K - 1, n])),
+    `${conv.name}.aggregate`,
+  );
+  const placed = g.op(
+    'MaxUnpool',
+    [updates, index, ops.i64([1, 1, 1, geo.size])],
+    { kernel_shape: [1, 1] },
+    { name: `${conv.name}.place` },
+  );
   // `placed` first: onnxruntime may then write the sum into its buffer instead of allocating another one.
-  return ops.reshape(ops.add(placed, g.initializer(`${conv.name}.base`, floatTensor(base, [1, 1, 1, geo.size])), `${conv.name}.weight`), shape);
+  return ops.reshape(
+    ops.add(
+      placed,
+      g.initializer(`${conv.name}.base`, floatTensor(base, [1, 1, 1, geo.size])),
+      `${conv.name}.weight`,
+    ),
+    shape,
+  );
 }
 
 /** The conv's bias: constant, or per sample (BN shift + π · BN-scaled kernels_bias) when kernels_bias exists. */
 function convBias(ctx: LayerContext, conv: FoldedConv, storedOut: number, pi: Value | null): Value {
   const { g, ops } = ctx;
   const kb = conv.dynamic?.kernelBias;
-  if (!kb || !pi) return g.initializer(`${conv.name}.bias`, floatTensor(padVector(conv.bias, storedOut), [storedOut]));
+  if (!kb || !pi)
+    return g.initializer(`${conv.name}.bias`, floatTensor(padVector(conv.bias, storedOut), [storedOut]));
   const K = conv.dynamic!.kernels;
   const O = conv.outChannels;
   const rows = new Float32Array(K * storedOut);
-  for (let k = 0; k < K; k++) for (let o = 0; o < O; o++) rows[k * storedOut + o] = kb[k * O + o]! + conv.bias[o]!;
+  for (let k = 0; k < K; k++)
+    for (let o = 0; o < O; o++) rows[k * storedOut + o] = kb[k * O + o]! + conv.bias[o]!;
   addTally(ctx, 'dynamic', 4 * rows.length);
-  return ops.reshape(ops.matmul(pi, g.initializer(`${conv.name}.kernel_bias`, floatTensor(rows, [K, storedOut]))), [storedOut]);
+  return ops.reshape(
+    ops.matmul(pi, g.initializer(`${conv.name}.kernel_bias`, floatTensor(rows, [K, storedOut]))),
+    [storedOut],
+  );
 }
 
 /** Emits the conv (+ residual sum + ReLU) in the context's layout; returns its output. */
@@ -222,10 +299,17 @@ export function emitConv(ctx: LayerContext, call: ConvCall): Value {
   }
   const bias = convBias(ctx, conv, geo.storedOut, dynamic ? call.pi : null);
   const p = conv.padding;
-  const attrs = { kernel_shape: [conv.kernel, conv.kernel], strides: [conv.stride, conv.stride], pads: [p, p, p, p] };
+  const attrs = {
+    kernel_shape: [conv.kernel, conv.kernel],
+    strides: [conv.stride, conv.stride],
+    pads: [p, p, p, p],
+  };
   if (layout.kind === 'nchwc') {
     const inputs = call.sum ? [call.x, weight, bias, call.sum] : [call.x, weight, bias];
-    return g.op('Conv', inputs, call.relu ? { ...attrs, activation: 'Relu' } : attrs, { domain: NCHWC_DOMAIN, name: conv.name });
+    return g.op('Conv', inputs, call.relu ? { ...attrs, activation: 'Relu' } : attrs, {
+      domain: NCHWC_DOMAIN,
+      name: conv.name,
+    });
   }
   let y = g.op('Conv', [call.x, weight, bias], attrs, { name: conv.name });
   if (call.sum) y = ops.add(y, call.sum, `${conv.name}.residual`);

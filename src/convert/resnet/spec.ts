@@ -8,52 +8,22 @@
  * stride sits on the 3×3 conv2 of a Bottleneck, on conv1 of a BasicBlock). Every problem is a one-line
  * ConvertError naming the tensor and what was expected; nothing is guessed (τ included).
  */
-import { ConvertError } from '../options.js';
 import { formatShape, sameShape, type HostTensor } from '../../tensor.js';
+import {
+  batchNorm,
+  fail,
+  padConv,
+  plainConv,
+  resolveTemperature,
+  stripModulePrefix,
+  TensorReader,
+  type BatchNorm,
+  type PadConv,
+  type PlainConv,
+} from './reader.js';
 
-export interface BatchNorm {
-  name: string;
-  weight: Float32Array;
-  bias: Float32Array;
-  mean: Float32Array;
-  variance: Float32Array;
-}
-
-/** A PAD dynamic convolution's checkpoint tensors (views, not copies). */
-export interface PadConv {
-  /** Canonical name without any `module.` prefix, e.g. `layer2.layers.0.conv2`. */
-  name: string;
-  outChannels: number;
-  inChannels: number;
-  kernel: number;
-  stride: number;
-  padding: number;
-  kernels: number;
-  hidden: number;
-  /** Θ_k, (K, O, I, k, k). */
-  kernelsWeights: Float32Array;
-  /** Θ̄, (O, I, k, k). */
-  weight: Float32Array;
-  /** M, (O, I, k, k), exactly 0/1. */
-  mask: Float32Array;
-  phiD: number;
-  fc1: Float32Array;
-  fc2: Float32Array;
-  fc2Bias: Float32Array;
-  /** Optional (K, O). */
-  kernelsBias: Float32Array | null;
-  dynamicEntries: number;
-}
-
-/** An ordinary conv (stem, classifier); masks already multiplied in. */
-export interface PlainConv {
-  name: string;
-  outChannels: number;
-  inChannels: number;
-  kernel: number;
-  weight: Float32Array;
-  bias: Float32Array | null;
-}
+export type { BatchNorm, PadConv, PlainConv };
+export { resolveTemperature, stripModulePrefix };
 
 export interface ResNetBlock {
   name: string;
@@ -84,142 +54,6 @@ export interface ResNetSpec {
   dynamicRatio: number;
 }
 
-export function fail(message: string): never {
-  throw new ConvertError(message);
-}
-
-/** Strips a `module.` prefix (DataParallel) when every key has it. */
-export function stripModulePrefix(tensors: Map<string, HostTensor>): Map<string, HostTensor> {
-  const keys = [...tensors.keys()];
-  if (!keys.length || !keys.every((k) => k.startsWith('module.'))) return tensors;
-  return new Map(keys.map((k) => [k.slice('module.'.length), tensors.get(k)!]));
-}
-
-/** Parses τ: the --temperature override, else the checkpoint's `temperature`; never a default. */
-export function resolveTemperature(metadata: Record<string, string>, override: string | undefined): number {
-  const [text, where] = override !== undefined ? [override, '--temperature'] : [metadata.temperature, 'checkpoint temperature'];
-  if (text === undefined) {
-    fail('temperature: not in the checkpoint (no "temperature" entry or metadata); pass --temperature T (PAD-Net trains with τ annealed to 1.0; never assume the model class default 31)');
-  }
-  const t = Number(text);
-  if (!Number.isFinite(t) || t <= 0) fail(`${where}: expected a positive number, got "${text}"`);
-  return t;
-}
-
-/** Typed access to the state dict with one-line errors naming the tensor. */
-export class TensorReader {
-  readonly used = new Set<string>();
-  constructor(readonly tensors: Map<string, HostTensor>) {}
-
-  has(name: string): boolean {
-    return this.tensors.has(name);
-  }
-
-  /** A float tensor of exactly `shape` with finite values. */
-  float(name: string, shape: readonly number[]): Float32Array {
-    const t = this.tensors.get(name);
-    if (!t) fail(`${name}: missing (expected shape ${formatShape(shape)})`);
-    if (t.dtype !== 'float32') fail(`${name}: expected float32, got ${t.dtype}`);
-    if (!sameShape(t.shape, shape)) fail(`${name}: expected shape ${formatShape(shape)}, got ${formatShape(t.shape)}`);
-    const data = t.data as Float32Array;
-    for (let i = 0; i < data.length; i++) {
-      if (!Number.isFinite(data[i]!)) fail(`${name}: non-finite value ${data[i]} at index ${i}`);
-    }
-    this.used.add(name);
-    return data;
-  }
-
-  /** Shape of a float tensor that must exist with the given rank. */
-  shape(name: string, rank: number, what: string): readonly number[] {
-    const t = this.tensors.get(name);
-    if (!t) fail(`${name}: missing (expected ${what})`);
-    if (t.shape.length !== rank) fail(`${name}: expected ${what} (rank ${rank}), got shape ${formatShape(t.shape)}`);
-    return t.shape;
-  }
-
-  /** A mask of `shape` whose values must be exactly 0 or 1. */
-  mask(name: string, shape: readonly number[]): Float32Array {
-    const data = this.float(name, shape);
-    for (let i = 0; i < data.length; i++) {
-      const v = data[i]!;
-      if (v !== 0 && v !== 1) fail(`${name}: mask must be 0/1, found ${v} at index ${i}`);
-    }
-    return data;
-  }
-}
-
-function batchNorm(r: TensorReader, name: string, channels: number): BatchNorm {
-  const bn: BatchNorm = {
-    name,
-    weight: r.float(`${name}.weight`, [channels]),
-    bias: r.float(`${name}.bias`, [channels]),
-    mean: r.float(`${name}.running_mean`, [channels]),
-    variance: r.float(`${name}.running_var`, [channels]),
-  };
-  const neg = bn.variance.findIndex((v) => v < 0);
-  if (neg >= 0) fail(`${name}.running_var: BatchNorm variance must be ≥ 0, found ${bn.variance[neg]} at index ${neg}`);
-  return bn;
-}
-
-/** Reads one PAD conv; shapes come from `kernels_weights`, checked against the expected in/out/kernel. */
-export function padConv(
-  r: TensorReader,
-  name: string,
-  expect: { inChannels: number; outChannels?: number; kernel: number; stride: number; kernels?: number },
-): PadConv {
-  const key = (suffix: string): string => (name ? `${name}.${suffix}` : suffix);
-  const kwName = key('kernels_weights');
-  const kw = r.shape(kwName, 5, `(K, O, ${expect.inChannels}, ${expect.kernel}, ${expect.kernel})`);
-  const [K, O, I, kh, kwid] = kw as [number, number, number, number, number];
-  const want = [expect.kernels ?? K, expect.outChannels ?? O, expect.inChannels, expect.kernel, expect.kernel];
-  if (!sameShape(kw, want) || K < 1 || O < 1) fail(`${kwName}: expected shape ${formatShape(want)}, got ${formatShape(kw)}`);
-  if (kh !== kwid) fail(`${kwName}: non-square kernel ${kh}×${kwid}`);
-  const one = [1, O, I, kh, kh];
-  const fc1Shape = r.shape(key('attention.fc1.weight'), 4, `(hidden, ${I}, 1, 1)`);
-  const hidden = fc1Shape[0]!;
-  if (!sameShape(fc1Shape, [hidden, I, 1, 1]) || hidden < 1) fail(`${key('attention.fc1.weight')}: expected shape [hidden, ${I}, 1, 1], got ${formatShape(fc1Shape)}`);
-  const maskData = r.mask(key('kernels_weights_mask'), one);
-  let dynamicEntries = 0;
-  for (let i = 0; i < maskData.length; i++) dynamicEntries += maskData[i]!;
-  return {
-    name,
-    outChannels: O,
-    inChannels: I,
-    kernel: kh,
-    stride: expect.stride,
-    padding: (kh - 1) >> 1,
-    kernels: K,
-    hidden,
-    kernelsWeights: r.float(kwName, kw),
-    weight: r.float(key('weight'), one),
-    mask: maskData,
-    phiD: r.float(key('phi_d'), [1])[0]!,
-    fc1: r.float(key('attention.fc1.weight'), [hidden, I, 1, 1]),
-    fc2: r.float(key('attention.fc2.weight'), [K, hidden, 1, 1]),
-    fc2Bias: r.float(key('attention.fc2.bias'), [K]),
-    kernelsBias: r.has(key('kernels_bias')) ? r.float(key('kernels_bias'), [K, O]) : null,
-    dynamicEntries,
-  };
-}
-
-/** An ordinary conv with optional `weight_mask` / `bias_mask` buffers, multiplied in when present. */
-function plainConv(r: TensorReader, name: string, shape: readonly number[], withBias: boolean): PlainConv {
-  let weight = r.float(`${name}.weight`, shape);
-  if (r.has(`${name}.weight_mask`)) {
-    const m = r.mask(`${name}.weight_mask`, shape);
-    weight = weight.map((w, i) => w * m[i]!);
-  }
-  let bias: Float32Array | null = null;
-  if (withBias) {
-    bias = r.float(`${name}.bias`, [shape[0]!]);
-    if (r.has(`${name}.bias_mask`)) {
-      const m = r.mask(`${name}.bias_mask`, [shape[0]!]);
-      bias = bias.map((b, i) => b * m[i]!);
-    }
-  }
-  return { name, outChannels: shape[0]!, inChannels: shape[1]!, kernel: shape[2] ?? 1, weight, bias };
-}
-
 /** Sorted distinct integers captured by `re` over the keys (e.g. stage numbers). */
 function indicesOf(keys: readonly string[], re: RegExp): number[] {
   const found = new Set<number>();
@@ -230,9 +64,17 @@ function indicesOf(keys: readonly string[], re: RegExp): number[] {
   return [...found].sort((a, b) => a - b);
 }
 
-function requireContiguous(found: number[], first: number, what: string, example: (i: number) => string): void {
+function requireContiguous(
+  found: number[],
+  first: number,
+  what: string,
+  example: (i: number) => string,
+): void {
   found.forEach((v, i) => {
-    if (v !== first + i) fail(`${example(first + i)}: missing (${what} ${found.join(', ')} present, expected consecutive from ${first})`);
+    if (v !== first + i)
+      fail(
+        `${example(first + i)}: missing (${what} ${found.join(', ')} present, expected consecutive from ${first})`,
+      );
   });
 }
 
@@ -240,22 +82,30 @@ function requireContiguous(found: number[], first: number, what: string, example
  * Infers and validates the architecture. `tensors` may carry a `module.` prefix; `temperatureOverride` is the
  * command line's --temperature (string, validated here).
  */
-export function inferResNetSpec(input: Map<string, HostTensor>, metadata: Record<string, string>, temperatureOverride?: string): ResNetSpec {
+export function inferResNetSpec(
+  input: Map<string, HostTensor>,
+  metadata: Record<string, string>,
+  temperatureOverride?: string,
+): ResNetSpec {
   const tensors = stripModulePrefix(input);
   const keys = [...tensors.keys()];
   if (!tensors.has('conv1.weight') && !keys.some((k) => k.startsWith('layer1.'))) {
     const example = keys.slice(0, 2).join(', ') || 'no tensors at all';
-    fail(`conv1.weight: missing: not a PAD-Net ResNet checkpoint (no stem conv1.weight, no layer1.* tensors; found ${example}${keys.length > 2 ? ', ...' : ''})`);
+    fail(
+      `conv1.weight: missing: not a PAD-Net ResNet checkpoint (no stem conv1.weight, no layer1.* tensors; found ${example}${keys.length > 2 ? ', ...' : ''})`,
+    );
   }
   const r = new TensorReader(tensors);
   const stemShape = r.shape('conv1.weight', 4, '(stem channels, 3, k, k)');
   const [stemChannels, stemIn, stemK] = stemShape as [number, number, number, number];
-  if (stemIn !== 3 || stemShape[3] !== stemK || stemK % 2 === 0) fail(`conv1.weight: expected shape [C, 3, k, k] with odd k (RGB stem), got ${formatShape(stemShape)}`);
+  if (stemIn !== 3 || stemShape[3] !== stemK || stemK % 2 === 0)
+    fail(`conv1.weight: expected shape [C, 3, k, k] with odd k (RGB stem), got ${formatShape(stemShape)}`);
   const stem = plainConv(r, 'conv1', stemShape, false);
   const stemNorm = batchNorm(r, 'bn1', stemChannels);
 
   const stageNumbers = indicesOf(keys, /^layer(\d+)\.layers\.\d+\./);
-  if (!stageNumbers.length) fail('layer1.layers.0.conv1.kernels_weights: missing (no PAD-Net stages layer1.layers.* found)');
+  if (!stageNumbers.length)
+    fail('layer1.layers.0.conv1.kernels_weights: missing (no PAD-Net stages layer1.layers.* found)');
   requireContiguous(stageNumbers, 1, 'stages', (s) => `layer${s}.layers.0.conv1.kernels_weights`);
   const bottleneck = keys.some((k) => k.startsWith('layer1.layers.0.conv3.'));
   const expansion = bottleneck ? 4 : 1;
@@ -284,18 +134,34 @@ export function inferResNetSpec(input: Map<string, HostTensor>, metadata: Record
         const convStride = (bottleneck ? c === 2 : c === 1) ? stride : 1;
         const convIn = c === 1 ? inChannels : planes;
         const convOut = c === convCount ? out : planes;
-        convs.push(padConv(r, `${name}.conv${c}`, { inChannels: convIn, outChannels: convOut, kernel, stride: convStride, kernels }));
+        convs.push(
+          padConv(r, `${name}.conv${c}`, {
+            inChannels: convIn,
+            outChannels: convOut,
+            kernel,
+            stride: convStride,
+            kernels,
+          }),
+        );
         norms.push(batchNorm(r, `${name}.bn${c}`, convOut));
       }
       for (const k of keys) {
-        if (k.startsWith(`${name}.conv${convCount + 1}.`)) fail(`${k}: unexpected (a ${bottleneck ? 'Bottleneck' : 'BasicBlock'} has conv1..conv${convCount}; block type is read from layer1.layers.0)`);
+        if (k.startsWith(`${name}.conv${convCount + 1}.`))
+          fail(
+            `${k}: unexpected (a ${bottleneck ? 'Bottleneck' : 'BasicBlock'} has conv1..conv${convCount}; block type is read from layer1.layers.0)`,
+          );
       }
       let shortcut: ResNetBlock['shortcut'] = null;
       const scName = `${name}.shortcut.layers.0`;
       if (r.has(`${scName}.kernels_weights`)) {
-        shortcut = { conv: padConv(r, scName, { inChannels, outChannels: out, kernel: 1, stride, kernels }), norm: batchNorm(r, `${name}.shortcut.layers.1`, out) };
+        shortcut = {
+          conv: padConv(r, scName, { inChannels, outChannels: out, kernel: 1, stride, kernels }),
+          norm: batchNorm(r, `${name}.shortcut.layers.1`, out),
+        };
       } else if (stride !== 1 || inChannels !== out) {
-        fail(`${scName}.kernels_weights: missing (block ${name} maps ${inChannels} → ${out} channels with stride ${stride}, so it needs a projection shortcut)`);
+        fail(
+          `${scName}.kernels_weights: missing (block ${name} maps ${inChannels} → ${out} channels with stride ${stride}, so it needs a projection shortcut)`,
+        );
       }
       stage.push({ name, stride, inChannels, outChannels: out, convs, norms, shortcut });
       inChannels = out;
@@ -305,10 +171,15 @@ export function inferResNetSpec(input: Map<string, HostTensor>, metadata: Record
     widths.push(planes);
   }
 
-  const linShape = r.shape('linear.weight', tensors.get('linear.weight')?.shape.length === 2 ? 2 : 4, `(classes, ${inChannels}, 1, 1)`);
+  const linShape = r.shape(
+    'linear.weight',
+    tensors.get('linear.weight')?.shape.length === 2 ? 2 : 4,
+    `(classes, ${inChannels}, 1, 1)`,
+  );
   const numClasses = linShape[0]!;
   const wantLin = linShape.length === 2 ? [numClasses, inChannels] : [numClasses, inChannels, 1, 1];
-  if (!sameShape(linShape, wantLin) || numClasses < 1) fail(`linear.weight: expected shape ${formatShape(wantLin)}, got ${formatShape(linShape)}`);
+  if (!sameShape(linShape, wantLin) || numClasses < 1)
+    fail(`linear.weight: expected shape ${formatShape(wantLin)}, got ${formatShape(linShape)}`);
   const classifier = plainConv(r, 'linear', wantLin, true);
 
   const padConvs = stages.flat().flatMap((b) => [...b.convs, ...(b.shortcut ? [b.shortcut.conv] : [])]);
@@ -333,7 +204,11 @@ export function inferResNetSpec(input: Map<string, HostTensor>, metadata: Record
 }
 
 /** Reads a lone PAD conv layer checkpoint (tensor names without prefix; stride/padding from metadata). */
-export function inferPadConvLayer(input: Map<string, HostTensor>, metadata: Record<string, string>, temperatureOverride?: string): { conv: PadConv; temperature: number } {
+export function inferPadConvLayer(
+  input: Map<string, HostTensor>,
+  metadata: Record<string, string>,
+  temperatureOverride?: string,
+): { conv: PadConv; temperature: number } {
   const tensors = stripModulePrefix(input);
   const r = new TensorReader(tensors);
   const kw = r.shape('kernels_weights', 5, '(K, O, I, k, k)');
@@ -341,10 +216,12 @@ export function inferPadConvLayer(input: Map<string, HostTensor>, metadata: Reco
     const text = metadata[key];
     if (text === undefined) return fallback;
     const v = Number(text);
-    if (!Number.isInteger(v) || v < 0) fail(`metadata ${key}: expected a non-negative integer, got "${text}"`);
+    if (!Number.isInteger(v) || v < 0)
+      fail(`metadata ${key}: expected a non-negative integer, got "${text}"`);
     return v;
   };
-  for (const key of ['groups', 'dilation']) if (int(key, 1) !== 1) fail(`metadata ${key}: only ${key} = 1 is supported, got ${metadata[key]}`);
+  for (const key of ['groups', 'dilation'])
+    if (int(key, 1) !== 1) fail(`metadata ${key}: only ${key} = 1 is supported, got ${metadata[key]}`);
   const conv = padConv(r, '', { inChannels: kw[2]!, kernel: kw[3]!, stride: int('stride', 1) });
   const padding = int('padding', conv.padding);
   const named = { ...conv, name: 'padconv', padding };
@@ -357,7 +234,15 @@ export function checkpointParameters(spec: ResNetSpec): number {
   let n = spec.stem.weight.length + 4 * spec.stemChannels + spec.classifier.weight.length + spec.numClasses;
   for (const b of spec.stages.flat()) {
     const convs = [...b.convs, ...(b.shortcut ? [b.shortcut.conv] : [])];
-    for (const c of convs) n += c.kernelsWeights.length + c.weight.length + 1 + c.fc1.length + c.fc2.length + c.fc2Bias.length + (c.kernelsBias?.length ?? 0);
+    for (const c of convs)
+      n +=
+        c.kernelsWeights.length +
+        c.weight.length +
+        1 +
+        c.fc1.length +
+        c.fc2.length +
+        c.fc2Bias.length +
+        (c.kernelsBias?.length ?? 0);
     for (const bn of [...b.norms, ...(b.shortcut ? [b.shortcut.norm] : [])]) n += 4 * bn.weight.length;
   }
   return n;
