@@ -1,7 +1,18 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'models/**', 'data/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'models/**',
+      'data/**',
+      'scratch/**',
+      'bench/results/**',
+      'loadtest/results/**',
+      '.cache/**',
+    ],
+  },
   ...tseslint.configs.recommended,
   {
     rules: {

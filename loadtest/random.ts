@@ -3,19 +3,8 @@
  * arrival schedules of the open-loop mode. Same seed → same schedule and same request bodies on every machine.
  */
 
-export type Random = () => number;
-
-/** mulberry32: a 32-bit state PRNG, uniform in [0, 1). Plenty for schedules and text, not for weights. */
-export function seededRandom(seed: number): Random {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom, type Random } from '../src/synth/random.js';
+export { seededRandom, type Random };
 
 /** An exponential sample with the given mean (inverse CDF; never 0, never Infinity). */
 export function exponential(random: Random, mean: number): number {

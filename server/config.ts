@@ -306,6 +306,14 @@ export const SETTINGS = {
     default: 'info',
     doc: 'Structured (JSON) log level; every request line carries its request id.',
   }),
+  telemetrySampleEvery: s({
+    group: 'Telemetry',
+    flag: 'telemetry-sample-every',
+    env: 'PADSERVE_TELEMETRY_SAMPLE_EVERY',
+    kind: 'int',
+    default: 16,
+    doc: "Every Nth batch of a model version (warmup excluded) also fetches the graph's telemetry output (PAD conv router π / PAD-MoE expert token counts) for `padserve_router_entropy` and `padserve_expert_load` in `/metrics`; other batches compute nothing extra. 0 = off.",
+  }),
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;

@@ -112,6 +112,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
     memoryCapBytes: config.modelMemoryCapMb * 1024 * 1024,
     retryAfterS: config.retryAfterS,
     observer: metrics,
+    telemetrySampleEvery: config.telemetrySampleEvery,
     log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
   });
   const version = packageVersion();

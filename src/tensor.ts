@@ -37,11 +37,14 @@ export class ShapeError extends Error {
 /** Checks that a tensor's data length matches its shape; returns the tensor for chaining. */
 export function checked<D extends DType>(t: HostTensor<D>, what = 'tensor'): HostTensor<D> {
   for (const d of t.shape) {
-    if (!Number.isInteger(d) || d < 0) throw new ShapeError(`${what}: invalid dimension ${d} in [${t.shape}]`);
+    if (!Number.isInteger(d) || d < 0)
+      throw new ShapeError(`${what}: invalid dimension ${d} in [${t.shape}]`);
   }
   const n = numel(t.shape);
   if (t.data.length !== n) {
-    throw new ShapeError(`${what}: ${t.data.length} elements for shape [${t.shape.join(', ')}] (expected ${n})`);
+    throw new ShapeError(
+      `${what}: ${t.data.length} elements for shape [${t.shape.join(', ')}] (expected ${n})`,
+    );
   }
   return t;
 }
@@ -51,12 +54,18 @@ export function floatTensor(data: Float32Array | number[], shape: readonly numbe
   return checked({ dtype: 'float32', shape: [...shape], data: arr });
 }
 
-export function int64Tensor(data: BigInt64Array | readonly (number | bigint)[], shape: readonly number[]): HostTensor<'int64'> {
+export function int64Tensor(
+  data: BigInt64Array | readonly (number | bigint)[],
+  shape: readonly number[],
+): HostTensor<'int64'> {
   const arr = data instanceof BigInt64Array ? data : BigInt64Array.from(data, (v) => BigInt(v));
   return checked({ dtype: 'int64', shape: [...shape], data: arr });
 }
 
-export function int32Tensor(data: Int32Array | readonly number[], shape: readonly number[]): HostTensor<'int32'> {
+export function int32Tensor(
+  data: Int32Array | readonly number[],
+  shape: readonly number[],
+): HostTensor<'int32'> {
   const arr = data instanceof Int32Array ? data : Int32Array.from(data);
   return checked({ dtype: 'int32', shape: [...shape], data: arr });
 }

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { seededRandom } from '../src/synth/random.js';
 import { PADNET_FIXTURES } from './support/paths.js';
 import {
   CheckpointError,
@@ -107,17 +108,6 @@ async function loadsOrCheckpointError(bytes: Uint8Array, label: string): Promise
     expect(e.message).not.toContain('\n');
     return false;
   }
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function sameBytes(a: HostTensor, b: HostTensor): boolean {
@@ -674,7 +664,7 @@ describe('malformed input gives one-line CheckpointError', () => {
   });
 
   it('empty, garbage and legacy files', async () => {
-    const rnd = mulberry32(1);
+    const rnd = seededRandom(1);
     const garbage = Uint8Array.from({ length: 4096 }, () => Math.floor(rnd() * 256));
     await expectCheckpointError(() => readCheckpointBytes(new Uint8Array(0), 'e.pt'), 'e.pt', /empty/);
     await expectCheckpointError(() => readCheckpointBytes(garbage, 'g.pt'), 'g.pt');
@@ -873,7 +863,7 @@ describe('malformed input gives one-line CheckpointError', () => {
   });
 
   it('random corruption of pickles and headers: loads or CheckpointError, nothing else', async () => {
-    const rnd = mulberry32(42);
+    const rnd = seededRandom(42);
     const pkl = await entryBytes(small, 'model.pth/data.pkl');
     const storages = new Map<string, Uint8Array>();
     for (const e of await zipEntries(small)) {

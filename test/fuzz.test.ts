@@ -9,6 +9,7 @@
 import { connect } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seededRandom } from '../src/synth/random.js';
 import type { FastifyInstance } from 'fastify';
 import {
   fixtureRepository,
@@ -50,16 +51,9 @@ afterAll(async () => {
   repo?.cleanup();
 });
 
-/** mulberry32: small, seeded, good enough for fuzzing. */
+/** Seeded choices for the fuzzer (the project's mulberry32 generator). */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededRandom(seed);
   const int = (n: number) => Math.floor(next() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   return { next, int, pick };

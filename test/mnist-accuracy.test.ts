@@ -40,7 +40,9 @@ async function writeTestSplit(folder: string): Promise<void> {
     for (let j = 0; j < TEST_PER_CLASS; j++) {
       const offset = (n - TEST_PER_CLASS + j) * 784;
       const pixels = Uint8Array.from(data.slice(offset, offset + 784), (v) => Math.round(v * 255));
-      const png = await sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+      const png = await sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } })
+        .png()
+        .toBuffer();
       const t = TEST_PER_CLASS * d + j;
       writeFileSync(join(folder, `${String(t).padStart(4, '0')}_${d}.png`), png);
     }
@@ -79,6 +81,7 @@ describe('resnet-mnist accuracy through the server', () => {
     expect(r.images).toBe(fixture.accuracy.test_images);
     expect(r.errors).toBe(0);
     expect(r.correct).toBe(fixture.accuracy.test_png_correct);
-    for (const c of r.perClass) expect(c.accuracy, `class ${c.label}`).toBeCloseTo(fixture.accuracy.per_class[c.label]!, 6);
+    for (const c of r.perClass)
+      expect(c.accuracy, `class ${c.label}`).toBeCloseTo(fixture.accuracy.per_class[c.label]!, 6);
   }, 240_000);
 });

@@ -190,9 +190,11 @@ describe('folding math', () => {
   });
 
   it('resolveForm picks dense above r = (K−1)/K and for fully dynamic layers', () => {
+    const N = 1_000_000;
+    expect(resolveForm('auto', 0.3 * N, N, 4)).toBe('unpool');
+    expect(resolveForm('auto', 0.76 * N, N, 4)).toBe('dense');
+    expect(resolveForm('auto', N, N, 4)).toBe('dense');
     expect(resolveForm('auto', 30, 100, 4)).toBe('unpool');
-    expect(resolveForm('auto', 76, 100, 4)).toBe('dense');
-    expect(resolveForm('auto', 100, 100, 4)).toBe('dense');
     expect(resolveForm('scatter', 100, 100, 4)).toBe('scatter');
   });
 

@@ -85,6 +85,33 @@ describe.each(['resnet-tiny', 'resnet-mnist'])('%s', (rel) => {
       expect(argmaxRows(logits, classes)).toEqual(argmaxRows(c.expected, classes));
     });
 
+    it('router_probs telemetry equals the reference π of every PAD conv (±1e-5)', async () => {
+      const c = fx.cases[0]!;
+      const debug = fx.json.debug?.attention_pi_all?.values;
+      if (!debug) return;
+      const session = await ModelSession.load(out, { intraOpThreads: 2 });
+      try {
+        const card = session.card;
+        expect(card.telemetry?.kind).toBe('router_probs');
+        const r = await session.run(
+          { pixel_values: { dtype: 'float32', shape: c.inputShape, data: c.input } },
+          [card.telemetry!.output],
+        );
+        const probs = r[card.telemetry!.output]!;
+        const [B, L, K] = probs.shape as [number, number, number];
+        expect(L).toBe(Object.keys(debug).length);
+        card.telemetry!.layers.forEach((name, l) => {
+          for (let b = 0; b < B; b++)
+            for (let k = 0; k < K; k++)
+              expect(Math.abs(probs.data[(b * L + l) * K + k]! - debug[name]![b]![k]!)).toBeLessThanOrEqual(
+                1e-5,
+              );
+        });
+      } finally {
+        await session.release();
+      }
+    });
+
     it('main case matches through padserve predict', () => {
       const c = fx.cases[0]!;
       const outFile = join(tmp, `${rel}-${file}.logits.bin`);

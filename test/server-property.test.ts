@@ -48,7 +48,12 @@ beforeAll(async () => {
       max_queue_size: 4096,
     },
   });
-  srv = await startTestServer(repo.dir, { preprocessWorkers: 2, requestTimeoutMs: 300_000 });
+  // Every request must be accepted here: the preprocessing queue holds all ~250 concurrent images.
+  srv = await startTestServer(repo.dir, {
+    preprocessWorkers: 2,
+    requestTimeoutMs: 300_000,
+    maxPreprocessQueue: 4096,
+  });
 });
 
 afterAll(async () => {
@@ -59,7 +64,9 @@ afterAll(async () => {
 type Probs = number[];
 
 async function classifyAlone(name: string): Promise<Probs> {
-  const r = (await (await postImage(srv.url, photo(name), '?top_k=10')).json()) as {
+  const res = await postImage(srv.url, photo(name), '?top_k=10');
+  expect(res.status).toBe(200);
+  const r = (await res.json()) as {
     predictions: { index: number; score: number }[];
   };
   const out = new Array<number>(10);

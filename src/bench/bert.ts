@@ -6,7 +6,7 @@
  * latency and the ratios from per-turn paired latency ratios. Inputs: GLUE-like pairs of 40–60 tokens from the real
  * tokenizer, batch 1 and 8. Writes bench/results/bert.{json,md} and copies the Markdown to docs/bench/bert.md.
  */
-import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,7 @@ import {
   writeReport,
   type LatencyStats,
 } from './measure.js';
+import { BenchChild } from './child.js';
 
 const USAGE = `usage: padserve bench bert [options]
 
@@ -164,11 +165,8 @@ async function runWorker(dir: string, threads: number, noPrepack: boolean): Prom
   });
 }
 
-class Worker {
-  private readonly child: ChildProcess;
-  private pending: ((m: FromWorker) => void) | null = null;
-  private readonly queue: FromWorker[] = [];
-
+/** One model's benchmark child process. */
+class Worker extends BenchChild<ToWorker, FromWorker> {
   constructor(cli: string, dir: string, threads: number, noPrepack: boolean) {
     const args = [
       'bench',
@@ -179,34 +177,7 @@ class Worker {
       String(threads),
       ...(noPrepack ? ['--no-prepack'] : []),
     ];
-    this.child = fork(cli, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.child.on('message', (m: FromWorker) =>
-      this.pending ? (this.pending(m), (this.pending = null)) : this.queue.push(m),
-    );
-    this.child.on('exit', (code) =>
-      this.pending?.({ type: 'error', message: `worker for ${dir} exited with code ${code}` }),
-    );
-  }
-
-  next(): Promise<FromWorker> {
-    const queued = this.queue.shift();
-    if (queued) return Promise.resolve(queued);
-    return new Promise((res) => (this.pending = res));
-  }
-
-  async request<T extends FromWorker['type']>(
-    msg: ToWorker | null,
-    want: T,
-  ): Promise<Extract<FromWorker, { type: T }>> {
-    if (msg) this.child.send(msg);
-    const reply = await this.next();
-    if (reply.type === 'error') throw new Error(reply.message);
-    if (reply.type !== want) throw new Error(`worker replied ${reply.type}, expected ${want}`);
-    return reply as Extract<FromWorker, { type: T }>;
-  }
-
-  stop(): void {
-    this.child.send({ type: 'exit' });
+    super(cli, args, dir);
   }
 }
 

@@ -25,13 +25,23 @@ export function percentile(sortedMs: readonly number[], p: number): number {
 export function latencyStats(samplesMs: readonly number[]): LatencyStats {
   const s = [...samplesMs].sort((a, b) => a - b);
   const mean = s.reduce((a, b) => a + b, 0) / Math.max(1, s.length);
-  return { n: s.length, meanMs: mean, p50Ms: percentile(s, 50), p90Ms: percentile(s, 90), p99Ms: percentile(s, 99), minMs: s[0] ?? NaN };
+  return {
+    n: s.length,
+    meanMs: mean,
+    p50Ms: percentile(s, 50),
+    p90Ms: percentile(s, 90),
+    p99Ms: percentile(s, 99),
+    minMs: s[0] ?? NaN,
+  };
 }
 
 /**
  * Times `fn` after `warmup` calls until both `minIterations` and `minSeconds` are reached (or `maxSeconds`).
  */
-export async function timeIt(fn: () => Promise<unknown>, opts: { warmup?: number; minIterations?: number; minSeconds?: number; maxSeconds?: number } = {}): Promise<LatencyStats> {
+export async function timeIt(
+  fn: () => Promise<unknown>,
+  opts: { warmup?: number; minIterations?: number; minSeconds?: number; maxSeconds?: number } = {},
+): Promise<LatencyStats> {
   const { warmup = 2, minIterations = 5, minSeconds = 3, maxSeconds = 60 } = opts;
   for (let i = 0; i < warmup; i++) await fn();
   const samples: number[] = [];
@@ -78,9 +88,16 @@ export function machineMarkdown(m: MachineInfo): string {
 }
 
 /** Markdown table from rows of cells. */
-export function markdownTable(header: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
+export function markdownTable(
+  header: readonly string[],
+  rows: readonly (readonly (string | number)[])[],
+): string {
   const fmt = (c: string | number) => (typeof c === 'number' ? formatNumber(c) : c);
-  return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.map(fmt).join(' | ')} |`)].join('\n');
+  return [
+    `| ${header.join(' | ')} |`,
+    `| ${header.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${r.map(fmt).join(' | ')} |`),
+  ].join('\n');
 }
 
 export function formatNumber(x: number): string {
@@ -91,7 +108,12 @@ export function formatNumber(x: number): string {
 }
 
 /** Writes `<name>.json` and `<name>.md` under the results folder (git-ignored) and returns their paths. */
-export function writeReport(dir: string, name: string, json: unknown, markdown: string): { json: string; md: string } {
+export function writeReport(
+  dir: string,
+  name: string,
+  json: unknown,
+  markdown: string,
+): { json: string; md: string } {
   mkdirSync(dir, { recursive: true });
   const paths = { json: join(dir, `${name}.json`), md: join(dir, `${name}.md`) };
   writeFileSync(paths.json, `${JSON.stringify(json, null, 2)}\n`);

@@ -6,7 +6,7 @@
  * shared machine hits every model alike. Same intra-op thread count for all. Writes bench/results/resnet.{json,md}
  * and copies the Markdown to docs/bench/resnet.md.
  */
-import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +27,7 @@ import {
   writeReport,
   type LatencyStats,
 } from './measure.js';
+import { BenchChild } from './child.js';
 
 const USAGE = `usage: padserve bench resnet [options]
 
@@ -91,42 +92,10 @@ async function runWorker(dir: string, threads: number): Promise<void> {
   });
 }
 
-class Worker {
-  private readonly child: ChildProcess;
-  private pending: ((m: FromWorker) => void) | null = null;
-  private readonly queue: FromWorker[] = [];
-
+/** One model's benchmark child process. */
+class Worker extends BenchChild<ToWorker, FromWorker> {
   constructor(cli: string, dir: string, threads: number) {
-    this.child = fork(cli, ['bench', 'resnet', '--worker', dir, '--threads', String(threads)], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    this.child.on('message', (m: FromWorker) =>
-      this.pending ? (this.pending(m), (this.pending = null)) : this.queue.push(m),
-    );
-    this.child.on('exit', (code) =>
-      this.pending?.({ type: 'error', message: `worker for ${dir} exited with code ${code}` }),
-    );
-  }
-
-  private next(): Promise<FromWorker> {
-    const queued = this.queue.shift();
-    if (queued) return Promise.resolve(queued);
-    return new Promise((res) => (this.pending = res));
-  }
-
-  async request<T extends FromWorker['type']>(
-    msg: ToWorker | null,
-    want: T,
-  ): Promise<Extract<FromWorker, { type: T }>> {
-    if (msg) this.child.send(msg);
-    const reply = await this.next();
-    if (reply.type === 'error') throw new Error(reply.message);
-    if (reply.type !== want) throw new Error(`worker replied ${reply.type}, expected ${want}`);
-    return reply as Extract<FromWorker, { type: T }>;
-  }
-
-  stop(): void {
-    if (this.child.connected) this.child.send({ type: 'exit' });
+    super(cli, ['bench', 'resnet', '--worker', dir, '--threads', String(threads)], dir);
   }
 }
 

@@ -16,7 +16,12 @@ export type Options = NonNullable<ParseArgsConfig['options']>;
 
 export function parse<O extends Options>(argv: string[], options: O, usage: string) {
   try {
-    const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    const parsed = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
     if ((parsed.values as { help?: boolean }).help) {
       console.log(usage);
       process.exit(0);
@@ -30,14 +35,22 @@ export function parse<O extends Options>(argv: string[], options: O, usage: stri
 export function intOption(value: string | undefined, name: string, fallback: number, min = 0): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new CliError(`--${name} must be an integer ≥ ${min} (got "${value}")`, 2);
+  if (!Number.isInteger(n) || n < min)
+    throw new CliError(`--${name} must be an integer ≥ ${min} (got "${value}")`, 2);
   return n;
 }
 
-export function floatOption(value: string | undefined, name: string, fallback: number, min = -Infinity, max = Infinity): number {
+export function floatOption(
+  value: string | undefined,
+  name: string,
+  fallback: number,
+  min = -Infinity,
+  max = Infinity,
+): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isFinite(n) || n < min || n > max) throw new CliError(`--${name} must be a number in [${min}, ${max}] (got "${value}")`, 2);
+  if (!Number.isFinite(n) || n < min || n > max)
+    throw new CliError(`--${name} must be a number in [${min}, ${max}] (got "${value}")`, 2);
   return n;
 }
 

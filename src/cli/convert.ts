@@ -16,7 +16,13 @@ const USAGE = `usage: padserve convert <checkpoint-file | bert-folder> --out <mo
 export async function run(argv: string[]): Promise<void> {
   const { values, positionals } = parse(
     argv,
-    { out: { type: 'string', short: 'o' }, name: { type: 'string' }, labels: { type: 'string' }, preprocess: { type: 'string' }, temperature: { type: 'string' } },
+    {
+      out: { type: 'string', short: 'o' },
+      name: { type: 'string' },
+      labels: { type: 'string' },
+      preprocess: { type: 'string' },
+      temperature: { type: 'string' },
+    },
     USAGE,
   );
   const [input] = positionals;
@@ -28,7 +34,14 @@ export async function run(argv: string[]): Promise<void> {
   } catch {
     throw new CliError(`${input}: no such file or folder`);
   }
-  const opts = { name: values.name, labelsFile: values.labels, preprocessFile: values.preprocess, temperature: values.temperature };
-  const { convertCommand } = isDir ? await import('../convert/bert/command.js') : await import('../convert/resnet/command.js');
+  const opts = {
+    name: values.name,
+    labelsFile: values.labels,
+    preprocessFile: values.preprocess,
+    temperature: values.temperature,
+  };
+  const { convertCommand } = isDir
+    ? await import('../convert/bert/command.js')
+    : await import('../convert/resnet/command.js');
   await convertCommand(input, values.out, opts);
 }

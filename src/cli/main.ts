@@ -7,12 +7,21 @@ import { CliError } from './args.js';
 type CommandModule = { run(argv: string[]): Promise<void> };
 
 const COMMANDS: Record<string, { load: () => Promise<CommandModule>; summary: string }> = {
-  convert: { load: () => import('./convert.js'), summary: 'convert a PAD-Net checkpoint into a model folder' },
-  synth: { load: () => import('./synth.js'), summary: 'write a full-size model with seeded synthetic weights' },
+  convert: {
+    load: () => import('./convert.js'),
+    summary: 'convert a PAD-Net checkpoint into a model folder',
+  },
+  synth: {
+    load: () => import('./synth.js'),
+    summary: 'write a full-size model with seeded synthetic weights',
+  },
   predict: { load: () => import('./predict.js'), summary: 'run a model folder on tensors, an image or text' },
   serve: { load: () => import('./serve.js'), summary: 'start the HTTP server' },
   bench: { load: () => import('./bench.js'), summary: 'run benchmarks (resnet | bert | all)' },
-  eval: { load: () => import('./eval.js'), summary: 'accuracy of an image model through the server on a labelled folder' },
+  eval: {
+    load: () => import('./eval.js'),
+    summary: 'accuracy of an image model through the server on a labelled folder',
+  },
 };
 
 function usage(): string {

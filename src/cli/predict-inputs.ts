@@ -35,10 +35,21 @@ export async function prepareInputs(card: ModelCard, raw: RawInputs): Promise<Fe
   }
   if (raw.text === undefined) throw new CliError('give --tensor or --text for a text model', 2);
   const tokenizer = BertTokenizer.load();
-  const batch = tokenizer.encodeBatch([{ a: raw.text, b: raw.textPair ?? null }], { maxLength: card.tokenizer.maxLength });
-  return { input_ids: batch.inputIds, attention_mask: batch.attentionMask, token_type_ids: batch.tokenTypeIds };
+  const batch = tokenizer.encodeBatch([{ a: raw.text, b: raw.textPair ?? null }], {
+    maxLength: card.tokenizer.maxLength,
+  });
+  return {
+    input_ids: batch.inputIds,
+    attention_mask: batch.attentionMask,
+    token_type_ids: batch.tokenTypeIds,
+  };
 }
 
 export function describeOutputs(card: ModelCard, logits: FloatTensor, k: number) {
-  return { model: card.name, variant: card.variant, source: card.source.kind, results: decodeRows(card, logits, k) };
+  return {
+    model: card.name,
+    variant: card.variant,
+    source: card.source.kind,
+    results: decodeRows(card, logits, k),
+  };
 }

@@ -28,20 +28,29 @@ const TYPED: Record<string, { dtype: DType; make: (buf: ArrayBuffer) => HostTens
 
 export function parseTensorArg(arg: string): [string, HostTensor] {
   const m = /^([^=]+)=(.+):([a-z0-9]+):(\d+(?:x\d+)*)$/.exec(arg);
-  if (!m) throw new CliError(`--tensor "${arg}": expected NAME=FILE:DTYPE:SHAPE (e.g. pixel_values=x.bin:float32:1x3x224x224)`, 2);
+  if (!m)
+    throw new CliError(
+      `--tensor "${arg}": expected NAME=FILE:DTYPE:SHAPE (e.g. pixel_values=x.bin:float32:1x3x224x224)`,
+      2,
+    );
   const [, name, file, dtypeName, shapeText] = m as unknown as [string, string, string, string, string];
   const kind = TYPED[dtypeName];
-  if (!kind) throw new CliError(`--tensor ${name}: unsupported dtype "${dtypeName}" (float32, int64, int32)`, 2);
+  if (!kind)
+    throw new CliError(`--tensor ${name}: unsupported dtype "${dtypeName}" (float32, int64, int32)`, 2);
   const shape = shapeText.split('x').map(Number);
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);
   } catch (err) {
-    throw new CliError(`--tensor ${name}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new CliError(
+      `--tensor ${name}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
   }
   const elementBytes = kind.dtype === 'int64' ? 8 : 4;
   if (bytes.byteLength !== numel(shape) * elementBytes) {
-    throw new CliError(`--tensor ${name}: ${file} has ${bytes.byteLength} bytes, shape ${shapeText} of ${kind.dtype} needs ${numel(shape) * elementBytes}`);
+    throw new CliError(
+      `--tensor ${name}: ${file} has ${bytes.byteLength} bytes, shape ${shapeText} of ${kind.dtype} needs ${numel(shape) * elementBytes}`,
+    );
   }
   const copy = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   return [name, checked({ dtype: kind.dtype, shape, data: kind.make(copy) } as HostTensor, name)];
@@ -63,19 +72,38 @@ export async function run(argv: string[]): Promise<void> {
   );
   const [dir] = positionals;
   if (!dir) throw new CliError(`missing <model-dir>\n\n${USAGE}`, 2);
-  const session = await ModelSession.load(dir, { intraOpThreads: intOption(values.threads, 'threads', 0) || undefined });
+  const session = await ModelSession.load(dir, {
+    intraOpThreads: intOption(values.threads, 'threads', 0) || undefined,
+  });
   const feeds = values.tensor?.length
     ? Object.fromEntries(values.tensor.map(parseTensorArg))
-    : await prepareInputs(session.card, { images: values.image ?? [], text: values.text, textPair: values['text-pair'] });
+    : await prepareInputs(session.card, {
+        images: values.image ?? [],
+        text: values.text,
+        textPair: values['text-pair'],
+      });
   const missing = session.inputNames.filter((n) => !(n in feeds));
-  if (missing.length) throw new CliError(`model ${dir} needs inputs ${session.inputNames.join(', ')}; missing ${missing.join(', ')}`, 2);
+  if (missing.length)
+    throw new CliError(
+      `model ${dir} needs inputs ${session.inputNames.join(', ')}; missing ${missing.join(', ')}`,
+      2,
+    );
   const outputs = await session.run(feeds);
   const first = outputs[session.outputNames[0]!]!;
   if (values.out) {
-    writeFileSync(values.out, new Uint8Array(first.data.buffer, first.data.byteOffset, first.data.byteLength));
+    writeFileSync(
+      values.out,
+      new Uint8Array(first.data.buffer, first.data.byteOffset, first.data.byteLength),
+    );
     console.error(`wrote ${session.outputNames[0]} [${first.shape.join(', ')}] float32 to ${values.out}`);
   } else {
-    console.log(JSON.stringify(describeOutputs(session.card, first, intOption(values['top-k'], 'top-k', 5, 1)), null, 2));
+    console.log(
+      JSON.stringify(
+        describeOutputs(session.card, first, intOption(values['top-k'], 'top-k', 5, 1)),
+        null,
+        2,
+      ),
+    );
   }
   await session.release();
 }

@@ -86,6 +86,22 @@ export interface BertArchitecture {
   ffn: 'pad' | 'dense' | 'moe';
 }
 
+/**
+ * The graph's optional telemetry output (after the primary outputs; fetched only when asked for, so it costs
+ * nothing otherwise). 'router_probs': float32 [batch, layers, K], the π of every dynamic conv in `layers` order.
+ * 'expert_tokens': float32 [batch, layers, E], per sequence and PAD-MoE linear the number of real
+ * (attention_mask = 1) tokens routed to each expert (every top-k selection counts).
+ */
+export interface TelemetrySpec {
+  output: string;
+  kind: 'router_probs' | 'expert_tokens';
+  layers: string[];
+  /** K (kernels) or E (experts). */
+  width: number;
+  /** Experts selected per token ('expert_tokens' only). */
+  topK?: number;
+}
+
 interface CardBase {
   format: typeof MODEL_CARD_FORMAT;
   formatVersion: typeof MODEL_CARD_VERSION;
@@ -99,6 +115,8 @@ interface CardBase {
   labels: string[];
   /** Realised dynamic ratio overall and per dynamic layer (fraction of mask entries that are 1). */
   dynamic: { ratio: number; layers: { name: string; ratio: number; entries: number }[] };
+  /** Optional telemetry output of the graph (absent: static / dense models and older folders). */
+  telemetry?: TelemetrySpec;
   createdBy: string;
 }
 

@@ -19,7 +19,9 @@ export function softmax(row: ArrayLike<number>): number[] {
 
 export function topK(probs: readonly number[], k: number, labels: readonly string[]): Prediction[] {
   const order = probs.map((p, i) => [p, i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
-  return order.slice(0, Math.max(0, Math.min(k, probs.length))).map(([score, index]) => ({ label: labels[index] ?? String(index), index, score }));
+  return order
+    .slice(0, Math.max(0, Math.min(k, probs.length)))
+    .map(([score, index]) => ({ label: labels[index] ?? String(index), index, score }));
 }
 
 export function rows(t: FloatTensor): Float32Array[] {
@@ -34,6 +36,8 @@ export type RowAnswer = { predictions: Prediction[]; logits: number[] } | { scor
 export function decodeRows(card: ModelCard, logits: FloatTensor, k: number): RowAnswer[] {
   const regression = card.family === 'bert' && card.problemType === 'regression';
   return rows(logits).map((row) =>
-    regression ? { score: row[0]! } : { predictions: topK(softmax(row), k, card.labels), logits: Array.from(row) },
+    regression
+      ? { score: row[0]! }
+      : { predictions: topK(softmax(row), k, card.labels), logits: Array.from(row) },
   );
 }

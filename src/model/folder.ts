@@ -34,7 +34,12 @@ export interface WriteFolderOptions {
  * Writes graph and card into `dir` atomically enough for a model repository: files go to a temporary sibling
  * folder first and are renamed into place, so a reader never sees a half-written model.
  */
-export function writeModelFolder(dir: string, g: GraphBuilder, draft: CardDraft, opts: WriteFolderOptions = {}): ModelCard {
+export function writeModelFolder(
+  dir: string,
+  g: GraphBuilder,
+  draft: CardDraft,
+  opts: WriteFolderOptions = {},
+): ModelCard {
   // Unique per host and process: replicas sharing one volume must not clobber each other's half-written folders.
   const tmp = `${dir}.tmp-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
   mkdirSync(tmp, { recursive: true });
@@ -79,12 +84,20 @@ export function readModelCard(dir: string): ModelCard {
   } catch (err) {
     throw new ModelFolderError(`${path}: invalid JSON (${(err as Error).message})`);
   }
-  if (card.format !== MODEL_CARD_FORMAT) throw new ModelFolderError(`${path}: not a padserve model card (format "${String(card.format)}")`);
+  if (card.format !== MODEL_CARD_FORMAT)
+    throw new ModelFolderError(`${path}: not a padserve model card (format "${String(card.format)}")`);
   if (card.formatVersion !== MODEL_CARD_VERSION) {
-    throw new ModelFolderError(`${path}: model card version ${String(card.formatVersion)} is not supported (expected ${MODEL_CARD_VERSION})`);
+    throw new ModelFolderError(
+      `${path}: model card version ${String(card.formatVersion)} is not supported (expected ${MODEL_CARD_VERSION})`,
+    );
   }
-  if (card.family !== 'resnet' && card.family !== 'bert') throw new ModelFolderError(`${path}: unknown model family "${String((card as { family: unknown }).family)}"`);
-  if (!existsSync(join(dir, card.graph.file))) throw new ModelFolderError(`${dir}: graph file ${card.graph.file} is missing`);
-  if (card.graph.dataFile && !existsSync(join(dir, card.graph.dataFile))) throw new ModelFolderError(`${dir}: weights file ${card.graph.dataFile} is missing`);
+  if (card.family !== 'resnet' && card.family !== 'bert')
+    throw new ModelFolderError(
+      `${path}: unknown model family "${String((card as { family: unknown }).family)}"`,
+    );
+  if (!existsSync(join(dir, card.graph.file)))
+    throw new ModelFolderError(`${dir}: graph file ${card.graph.file} is missing`);
+  if (card.graph.dataFile && !existsSync(join(dir, card.graph.dataFile)))
+    throw new ModelFolderError(`${dir}: weights file ${card.graph.dataFile} is missing`);
   return card;
 }

@@ -6,6 +6,8 @@
  */
 import client from 'prom-client';
 import type { BatchEvent } from '../batching/batcher.js';
+import type { TelemetrySpec } from '../model/card.js';
+import type { HostTensor } from '../tensor.js';
 import type { FailureReason } from './errors.js';
 
 type ModelState = 'loading' | 'warming' | 'ready' | 'retiring' | 'unloaded' | 'failed';
@@ -14,6 +16,32 @@ export type Outcome = 'ok' | FailureReason;
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const BATCH_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128];
+
+/**
+ * Telemetry gauges are exponentially weighted means over sampled batches: per series a weighted sum S and weight
+ * N, each sampled batch does S ← d·S + Σ(batch), N ← d·N + n(batch) and the gauge shows S / N. d = 0.8 per
+ * sampled batch (the last ~5 sampled batches dominate); n counts images (router entropy) or real tokens (expert
+ * load), so a large batch weighs more than a small one.
+ */
+export const TELEMETRY_DECAY = 0.8;
+
+interface TelemetryState {
+  spec: TelemetrySpec;
+  /** Per layer (× expert for expert_tokens) weighted sums, and the weight per layer. */
+  sums: Float64Array;
+  weights: Float64Array;
+}
+
+/** Normalised entropy of each row of π: −Σ π ln π / ln K, in [0, 1] (0: one kernel, 1: uniform). */
+export function normalisedEntropy(pi: ArrayLike<number>, offset: number, k: number): number {
+  if (k < 2) return 0;
+  let h = 0;
+  for (let j = 0; j < k; j++) {
+    const p = pi[offset + j]!;
+    if (p > 0) h -= p * Math.log(p);
+  }
+  return Math.min(1, Math.max(0, h / Math.log(k)));
+}
 
 export class Metrics {
   readonly registry = new client.Registry();
@@ -34,6 +62,9 @@ export class Metrics {
   readonly modelReady: client.Gauge<'model' | 'version'>;
   readonly loadFailures: client.Counter<'model' | 'reason'>;
   readonly inflight: client.Gauge;
+  readonly routerEntropy: client.Gauge<'model' | 'version' | 'layer'>;
+  readonly expertLoad: client.Gauge<'model' | 'version' | 'layer' | 'expert'>;
+  private readonly telemetryState = new Map<string, TelemetryState>();
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -141,6 +172,18 @@ export class Metrics {
       help: 'Inference requests being handled',
       registers,
     });
+    this.routerEntropy = new client.Gauge({
+      name: 'padserve_router_entropy',
+      help: 'PAD conv routers: entropy of π normalised by ln K (0 = one kernel, 1 = uniform), mean over sampled images (exponentially weighted over sampled batches)',
+      labelNames: ['model', 'version', 'layer'],
+      registers,
+    });
+    this.expertLoad = new client.Gauge({
+      name: 'padserve_expert_load',
+      help: 'PAD-MoE linears: fraction of sampled real tokens routed to each expert (sums to top-k per layer; exponentially weighted over sampled batches)',
+      labelNames: ['model', 'version', 'layer', 'expert'],
+      registers,
+    });
   }
 
   // ModelObserver
@@ -169,6 +212,65 @@ export class Metrics {
 
   state(model: string, version: number, state: ModelState): void {
     this.modelReady.set({ model, version: String(version) }, state === 'ready' ? 1 : 0);
+    if (state === 'unloaded' || state === 'failed') this.removeTelemetry(model, version);
+  }
+
+  /** A sampled batch's telemetry output ([batch, layers, K or E]) → the router entropy / expert load gauges. */
+  telemetry(model: string, version: number, spec: TelemetrySpec, output: HostTensor<'float32'>): void {
+    const [batch, layers, width] = output.shape as [number, number, number];
+    if (output.shape.length !== 3 || layers !== spec.layers.length || width !== spec.width) return;
+    const key = `${model}\u0000${version}`;
+    let st = this.telemetryState.get(key);
+    if (!st || st.spec !== spec) {
+      if (st) this.removeTelemetry(model, version);
+      const perLayer = spec.kind === 'router_probs' ? 1 : width;
+      st = { spec, sums: new Float64Array(layers * perLayer), weights: new Float64Array(layers) };
+      this.telemetryState.set(key, st);
+    }
+    const d = output.data;
+    const v = String(version);
+    for (let l = 0; l < layers; l++) {
+      const layer = spec.layers[l]!;
+      if (spec.kind === 'router_probs') {
+        let sum = 0;
+        for (let b = 0; b < batch; b++) sum += normalisedEntropy(d, (b * layers + l) * width, width);
+        st.sums[l] = TELEMETRY_DECAY * st.sums[l]! + sum;
+        st.weights[l] = TELEMETRY_DECAY * st.weights[l]! + batch;
+        if (st.weights[l]! > 0)
+          this.routerEntropy.set({ model, version: v, layer }, st.sums[l]! / st.weights[l]!);
+      } else {
+        const k = spec.topK ?? 1;
+        let selections = 0;
+        for (let e = 0; e < width; e++) {
+          let count = 0;
+          for (let b = 0; b < batch; b++) count += d[(b * layers + l) * width + e]!;
+          st.sums[l * width + e] = TELEMETRY_DECAY * st.sums[l * width + e]! + count;
+          selections += count;
+        }
+        // Every real token makes k selections: tokens = selections / k.
+        st.weights[l] = TELEMETRY_DECAY * st.weights[l]! + selections / k;
+        if (!(st.weights[l]! > 0)) continue;
+        for (let e = 0; e < width; e++)
+          this.expertLoad.set(
+            { model, version: v, layer, expert: String(e) },
+            st.sums[l * width + e]! / st.weights[l]!,
+          );
+      }
+    }
+  }
+
+  private removeTelemetry(model: string, version: number): void {
+    const key = `${model}\u0000${version}`;
+    const st = this.telemetryState.get(key);
+    if (!st) return;
+    this.telemetryState.delete(key);
+    const v = String(version);
+    for (const layer of st.spec.layers) {
+      if (st.spec.kind === 'router_probs') this.routerEntropy.remove({ model, version: v, layer });
+      else
+        for (let e = 0; e < st.spec.width; e++)
+          this.expertLoad.remove({ model, version: v, layer, expert: String(e) });
+    }
   }
 
   loadFailed(model: string, reason: string): void {

@@ -16,7 +16,8 @@ export interface Value {
 /** A dimension: a fixed size, or a symbolic name ("batch", "sequence"). */
 export type Dim = number | string;
 
-export type AttrValue = number | string | readonly number[] | readonly string[] | HostTensor | { float: number };
+export type AttrValue =
+  number | string | readonly number[] | readonly string[] | HostTensor | { float: number };
 
 export interface NodeOptions {
   /** Number of outputs (default 1). */
@@ -93,7 +94,12 @@ export class GraphBuilder {
   }
 
   /** Adds a node and returns its outputs. Empty-string inputs mark omitted optional inputs. */
-  node(opType: string, inputs: readonly (Value | null)[], attrs: Record<string, AttrValue> = {}, opts: NodeOptions = {}): Value[] {
+  node(
+    opType: string,
+    inputs: readonly (Value | null)[],
+    attrs: Record<string, AttrValue> = {},
+    opts: NodeOptions = {},
+  ): Value[] {
     const n = opts.outputs ?? 1;
     const base = opts.name ?? opType;
     const outNames = Array.from({ length: n }, (_, i) => this.fresh(n === 1 ? base : `${base}_out${i}`));
@@ -113,7 +119,12 @@ export class GraphBuilder {
   }
 
   /** Single-output convenience form of node(). */
-  op(opType: string, inputs: readonly (Value | null)[], attrs: Record<string, AttrValue> = {}, opts: NodeOptions = {}): Value {
+  op(
+    opType: string,
+    inputs: readonly (Value | null)[],
+    attrs: Record<string, AttrValue> = {},
+    opts: NodeOptions = {},
+  ): Value {
     const [out] = this.node(opType, inputs, attrs, { ...opts, outputs: 1 });
     return out!;
   }
@@ -137,7 +148,10 @@ export class GraphBuilder {
    * The ModelProto. Initializers are returned separately from the graph's tensors so that the serializer can
    * choose inline or external storage without copying: `tensorProto(name, t)` builds one.
    */
-  toModel(opts: ModelOptions = {}, initializerProto: (name: string, t: HostTensor) => ITensorProto = inlineTensor): ModelProto {
+  toModel(
+    opts: ModelOptions = {},
+    initializerProto: (name: string, t: HostTensor) => ITensorProto = inlineTensor,
+  ): ModelProto {
     const opset = opts.opset ?? DEFAULT_OPSET;
     const opsetImport = [{ domain: '', version: opset }];
     for (const d of this.domains) opsetImport.push({ domain: d, version: 1 });
@@ -180,14 +194,21 @@ function isTensor(v: AttrValue): v is HostTensor {
 
 function attribute(name: string, v: AttrValue): IAttributeProto {
   if (typeof v === 'number') {
-    return Number.isInteger(v) ? { name, type: AttributeType.INT, i: v } : { name, type: AttributeType.FLOAT, f: v };
+    return Number.isInteger(v)
+      ? { name, type: AttributeType.INT, i: v }
+      : { name, type: AttributeType.FLOAT, f: v };
   }
   if (typeof v === 'string') return { name, type: AttributeType.STRING, s: new TextEncoder().encode(v) };
   if (isTensor(v)) return { name, type: AttributeType.TENSOR, t: inlineTensor(name, v) };
-  if (!Array.isArray(v) && typeof v === 'object') return { name, type: AttributeType.FLOAT, f: (v as { float: number }).float };
+  if (!Array.isArray(v) && typeof v === 'object')
+    return { name, type: AttributeType.FLOAT, f: (v as { float: number }).float };
   const arr = v as readonly (number | string)[];
   if (arr.every((x) => typeof x === 'string')) {
-    return { name, type: AttributeType.STRINGS, strings: (arr as string[]).map((s) => new TextEncoder().encode(s)) };
+    return {
+      name,
+      type: AttributeType.STRINGS,
+      strings: (arr as string[]).map((s) => new TextEncoder().encode(s)),
+    };
   }
   return { name, type: AttributeType.INTS, ints: [...(arr as number[])] };
 }

@@ -45,7 +45,11 @@ export class Ops {
   }
 
   maxPool(x: Value, kernel: number, stride: number, pad: number): Value {
-    return this.g.op('MaxPool', [x], { kernel_shape: [kernel, kernel], strides: [stride, stride], pads: [pad, pad, pad, pad] });
+    return this.g.op('MaxPool', [x], {
+      kernel_shape: [kernel, kernel],
+      strides: [stride, stride],
+      pads: [pad, pad, pad, pad],
+    });
   }
 
   globalAvgPool(x: Value): Value {
@@ -89,7 +93,13 @@ export class Ops {
   }
 
   /** Y = alpha·A'·B' + beta·C with optional transposes. */
-  gemm(a: Value, b: Value, c: Value | null, opts: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {}, name = 'gemm'): Value {
+  gemm(
+    a: Value,
+    b: Value,
+    c: Value | null,
+    opts: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {},
+    name = 'gemm',
+  ): Value {
     const attrs: Record<string, number | { float: number }> = {};
     if (opts.transA) attrs.transA = 1;
     if (opts.transB) attrs.transB = 1;
@@ -156,7 +166,12 @@ export class Ops {
   }
 
   topK(x: Value, k: number, axis = -1): [values: Value, indices: Value] {
-    const [values, indices] = this.g.node('TopK', [x, this.i64([k], 'k')], { axis, largest: 1, sorted: 1 }, { outputs: 2 });
+    const [values, indices] = this.g.node(
+      'TopK',
+      [x, this.i64([k], 'k')],
+      { axis, largest: 1, sorted: 1 },
+      { outputs: 2 },
+    );
     return [values!, indices!];
   }
 

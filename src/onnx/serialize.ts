@@ -46,13 +46,25 @@ export function writeModel(g: GraphBuilder, graphPath: string, opts: WriteOption
   mkdirSync(dirname(graphPath), { recursive: true });
   const weightsSha256 = hashInitializers(g);
   const total = g.initializerBytes;
-  const threshold = opts.externalThresholdBytes ?? (total < INLINE_MODEL_LIMIT ? Infinity : DEFAULT_THRESHOLD);
-  const modelOpts = { producer: opts.producer, docString: opts.docString, metadata: opts.metadata, opset: opts.opset };
+  const threshold =
+    opts.externalThresholdBytes ?? (total < INLINE_MODEL_LIMIT ? Infinity : DEFAULT_THRESHOLD);
+  const modelOpts = {
+    producer: opts.producer,
+    docString: opts.docString,
+    metadata: opts.metadata,
+    opset: opts.opset,
+  };
 
   if (!Number.isFinite(threshold)) {
     const bytes = onnx.ModelProto.encode(g.toModel(modelOpts)).finish();
     writeFileSync(graphPath, bytes);
-    return { graphPath, dataPath: null, weightsSha256, initializerBytes: total, totalBytes: bytes.byteLength };
+    return {
+      graphPath,
+      dataPath: null,
+      weightsSha256,
+      initializerBytes: total,
+      totalBytes: bytes.byteLength,
+    };
   }
 
   const dataPath = `${graphPath}.data`;
@@ -84,13 +96,22 @@ export function writeModel(g: GraphBuilder, graphPath: string, opts: WriteOption
     });
     const bytes = onnx.ModelProto.encode(model).finish();
     writeFileSync(graphPath, bytes);
-    return { graphPath, dataPath: join(dirname(graphPath), location), weightsSha256, initializerBytes: total, totalBytes: bytes.byteLength + offset };
+    return {
+      graphPath,
+      dataPath: join(dirname(graphPath), location),
+      weightsSha256,
+      initializerBytes: total,
+      totalBytes: bytes.byteLength + offset,
+    };
   } finally {
     closeSync(fd);
   }
 }
 
 /** Encodes a small model to bytes in memory (tests, per-batch-size variants). */
-export function encodeModel(g: GraphBuilder, opts: Omit<WriteOptions, 'externalThresholdBytes'> = {}): Uint8Array {
+export function encodeModel(
+  g: GraphBuilder,
+  opts: Omit<WriteOptions, 'externalThresholdBytes'> = {},
+): Uint8Array {
   return onnx.ModelProto.encode(g.toModel(opts)).finish();
 }

@@ -8,19 +8,11 @@ import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:
 import { dirname, join, relative } from 'node:path';
 import { CARD_FILE } from '../model/folder.js';
 import { SERVING_FILE } from './serving.js';
+import { GLUE_TASK_NAMES } from '../preprocess/glue.js';
 
 export const DEFAULT_IMAGE_MODEL = 'resnet50-pad';
-export const GLUE_DEFAULT_TASKS = [
-  'cola',
-  'sst2',
-  'mrpc',
-  'qqp',
-  'stsb',
-  'mnli',
-  'qnli',
-  'rte',
-  'wnli',
-] as const;
+/** Every GLUE task gets a default model. */
+export const GLUE_DEFAULT_TASKS = GLUE_TASK_NAMES;
 export const glueModelName = (task: string) => `bert-pad-${task}`;
 export const DEFAULT_SEED = 0;
 /** Hidden folder (skipped by the repository scan) holding the GLUE suite's task folders. */

@@ -41,6 +41,8 @@ export interface ManagerOptions {
   retryAfterS: number;
   observer: ModelObserver;
   log: ManagerLogger;
+  /** Telemetry sampling: every Nth batch per model version fetches the telemetry output (0 / absent: off). */
+  telemetrySampleEvery?: number;
 }
 
 interface Slot {
@@ -263,6 +265,7 @@ export class ModelManager {
           intraOpThreads: this.opts.intraOpThreads,
           retryAfterS: this.opts.retryAfterS,
           observer: this.opts.observer,
+          telemetrySampleEvery: this.opts.telemetrySampleEvery,
         });
         fresh.set(v.version, m);
         if (entry.serving.golden) {

@@ -16,10 +16,11 @@ import {
 } from '../batching/collate.js';
 import { CountPolicy, TokenBudgetPolicy, type BatchPolicy } from '../batching/policy.js';
 import type { EntryResult, SubmitOptions } from '../batching/queue.js';
-import type { ModelCard } from '../model/card.js';
+import type { ModelCard, TelemetrySpec } from '../model/card.js';
 import { ServeError } from '../observability/errors.js';
 import type { InferencePool, InstanceHandle } from '../runtime/pool.js';
 import type { ExecutionDevice } from '../runtime/session.js';
+import type { HostTensor } from '../tensor.js';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServingConfig, WeightsMode } from './serving.js';
@@ -34,6 +35,8 @@ export interface ModelObserver {
   state(model: string, version: number, state: ModelState): void;
   /** A load / reload that did not swap in: `reason` is a GoldenFailure or 'load_error'. */
   loadFailed?(model: string, reason: string): void;
+  /** A sampled batch's telemetry output (see `LoadArgs.telemetrySampleEvery`), batch-major. */
+  telemetry?(model: string, version: number, spec: TelemetrySpec, output: HostTensor<'float32'>): void;
 }
 
 export interface LoadArgs {
@@ -49,6 +52,8 @@ export interface LoadArgs {
   intraOpThreads: number;
   retryAfterS: number;
   observer: ModelObserver;
+  /** Fetch the card's telemetry output on every Nth batch (warmup excluded); 0 or absent: never. */
+  telemetrySampleEvery?: number;
 }
 
 /**
@@ -122,6 +127,8 @@ export class ServedModel {
   successor: ServedModel | null = null;
   /** Image models: the input row shape, e.g. [3, 224, 224]. */
   readonly rowShape: number[];
+  /** Batches executed (warmup excluded), for telemetry sampling. */
+  private batchCount = 0;
 
   private constructor(
     private readonly args: LoadArgs,
@@ -288,14 +295,43 @@ export class ServedModel {
     this.args.observer.state(this.name, this.version, s);
   }
 
-  private async execute(h: InstanceHandle, rows: Row[], padded: number): Promise<RowOutputs[]> {
+  private async execute(
+    h: InstanceHandle,
+    rows: Row[],
+    padded: number,
+    warmup = false,
+  ): Promise<RowOutputs[]> {
     const card = this.args.card;
     const feeds =
       card.family === 'bert'
         ? collateTokens(rows as TokenRow[], padded, card.inputs)
         : collateImages(rows as ImageRow[], card.inputs[0]!.name, this.rowShape);
-    const r = await h.run(feeds, transferList(feeds));
+    const telemetry = warmup ? undefined : this.sampleTelemetry(h);
+    const fetch = telemetry
+      ? [...h.outputNames.filter((n) => n !== telemetry.output), telemetry.output]
+      : undefined;
+    const r = await h.run(feeds, transferList(feeds), fetch);
+    if (telemetry) {
+      const t = r.outputs[telemetry.output];
+      delete r.outputs[telemetry.output];
+      if (t) {
+        try {
+          this.args.observer.telemetry?.(this.name, this.version, telemetry, t);
+        } catch {
+          /* telemetry never fails a batch */
+        }
+      }
+    }
     return splitRows(r.outputs, rows.length);
+  }
+
+  /** The card's telemetry spec when this batch is sampled (every Nth batch of this version), else undefined. */
+  private sampleTelemetry(h: InstanceHandle): TelemetrySpec | undefined {
+    const every = this.args.telemetrySampleEvery ?? 0;
+    const spec = this.args.card.telemetry;
+    if (!every || !spec || !this.args.observer.telemetry || !h.outputNames.includes(spec.output))
+      return undefined;
+    return this.batchCount++ % every === 0 ? spec : undefined;
   }
 
   /**
@@ -305,7 +341,7 @@ export class ServedModel {
   private async warm(): Promise<void> {
     for (const h of this.instances) {
       for (const s of warmupShapes(this.policy, this.args.serving.warmup, this.args.card.graph.maxRunBatch)) {
-        await this.execute(h, warmupRows(this.args.card, s.rows, s.length), s.length);
+        await this.execute(h, warmupRows(this.args.card, s.rows, s.length), s.length, true);
       }
     }
   }

@@ -83,8 +83,9 @@ export class InstanceHandle {
     return this.spec.key;
   }
 
-  run(feeds: Feeds, transfer: ArrayBuffer[] = []): Promise<RunResult> {
-    return this.pool.run(this, feeds, transfer);
+  /** `outputs`: the outputs to fetch (default: the session's default outputs, see ModelSession.run). */
+  run(feeds: Feeds, transfer: ArrayBuffer[] = [], outputs?: string[]): Promise<RunResult> {
+    return this.pool.run(this, feeds, transfer, outputs);
   }
 
   release(): Promise<void> {
@@ -152,7 +153,12 @@ export class InferencePool {
     }
   }
 
-  async run(h: InstanceHandle, feeds: Feeds, transfer: ArrayBuffer[]): Promise<RunResult> {
+  async run(
+    h: InstanceHandle,
+    feeds: Feeds,
+    transfer: ArrayBuffer[],
+    outputs?: string[],
+  ): Promise<RunResult> {
     let slot = this.slots[h.slot]!;
     for (;;) {
       await slot.ready;
@@ -161,7 +167,10 @@ export class InferencePool {
     }
     if (!slot.specs.has(h.key))
       throw new ServeError('not_ready', 'instance_unloaded', `model instance ${h.key} is not loaded`);
-    const r = await this.call(slot, { op: 'run', key: h.key, feeds }, this.opts.runTimeoutMs, transfer);
+    const msg: Outgoing = outputs
+      ? { op: 'run', key: h.key, feeds, outputs }
+      : { op: 'run', key: h.key, feeds };
+    const r = await this.call(slot, msg, this.opts.runTimeoutMs, transfer);
     if (r.op !== 'run') throw new Error('worker answered a run with ' + r.op);
     return { outputs: r.outputs, computeMs: r.computeMs };
   }

@@ -43,7 +43,10 @@ export class ModelSession {
     const card = readModelCard(dir);
     const started = performance.now();
     const device = opts.device ?? 'cpu';
-    const session = await ort.InferenceSession.create(join(dir, card.graph.file), sessionOptions(opts, device));
+    const session = await ort.InferenceSession.create(
+      join(dir, card.graph.file),
+      sessionOptions(opts, device),
+    );
     return new ModelSession(dir, card, session, device, performance.now() - started);
   }
 
@@ -55,22 +58,40 @@ export class ModelSession {
     return this.session.outputNames;
   }
 
-  /** Runs any batch size; splits into chunks of `maxRunBatch` when the graph requires it. */
-  async run(feeds: Feeds): Promise<Fetches> {
+  /**
+   * The outputs a run fetches by default: every graph output except the card's telemetry output (the primary
+   * `card.outputs`, plus debug outputs of test graphs). Telemetry is fetched only when asked for.
+   */
+  get defaultOutputs(): readonly string[] {
+    const telemetry = this.card.telemetry?.output;
+    return this.session.outputNames.filter((n) => n !== telemetry);
+  }
+
+  /**
+   * Runs any batch size; splits into chunks of `maxRunBatch` when the graph requires it. `outputs` names the
+   * outputs to fetch (default `defaultOutputs`); only fetched outputs are copied out. onnxruntime 1.30 still
+   * executes every node of the graph (measured: scratch/ort-prune.mts), so extra outputs must be cheap to compute.
+   * Every output is batch-major, so split runs concatenate.
+   */
+  async run(feeds: Feeds, outputs?: readonly string[]): Promise<Fetches> {
+    const fetch = outputs ?? this.defaultOutputs;
+    for (const name of fetch)
+      if (!this.session.outputNames.includes(name)) throw new Error(`the graph has no output ${name}`);
     const batch = batchSize(feeds);
     const limit = this.card.graph.maxRunBatch ?? batch;
-    if (batch <= limit) return this.runOnce(feeds);
+    if (batch <= limit) return this.runOnce(feeds, fetch);
     const parts: Fetches[] = [];
     for (let start = 0; start < batch; start += limit) {
-      parts.push(await this.runOnce(sliceBatch(feeds, start, Math.min(batch, start + limit))));
+      parts.push(await this.runOnce(sliceBatch(feeds, start, Math.min(batch, start + limit)), fetch));
     }
     return concatBatch(parts);
   }
 
-  private async runOnce(feeds: Feeds): Promise<Fetches> {
+  private async runOnce(feeds: Feeds, fetch: readonly string[]): Promise<Fetches> {
     const ortFeeds: Record<string, ort.Tensor> = {};
-    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.dtype, t.data as never, [...t.shape]);
-    const out = await this.session.run(ortFeeds);
+    for (const [name, t] of Object.entries(feeds))
+      ortFeeds[name] = new ort.Tensor(t.dtype, t.data as never, [...t.shape]);
+    const out = await this.session.run(ortFeeds, [...fetch]);
     const result: Fetches = {};
     for (const [name, t] of Object.entries(out)) {
       if (t.type !== 'float32') throw new Error(`output ${name} has type ${t.type}, expected float32`);
@@ -109,7 +130,11 @@ export function batchSize(feeds: Feeds): number {
 
 function rowSlice<D extends DType>(t: HostTensor<D>, start: number, end: number): HostTensor<D> {
   const row = numel(t.shape.slice(1));
-  return { dtype: t.dtype, shape: [end - start, ...t.shape.slice(1)], data: t.data.subarray(start * row, end * row) as HostTensor<D>['data'] };
+  return {
+    dtype: t.dtype,
+    shape: [end - start, ...t.shape.slice(1)],
+    data: t.data.subarray(start * row, end * row) as HostTensor<D>['data'],
+  };
 }
 
 export function sliceBatch(feeds: Feeds, start: number, end: number): Feeds {

@@ -18,7 +18,7 @@ export type WorkerRequest =
       intraOpThreads: number;
       shareWeights: boolean;
     }
-  | { op: 'run'; id: number; key: string; feeds: Feeds }
+  | { op: 'run'; id: number; key: string; feeds: Feeds; outputs?: string[] }
   | { op: 'unload'; id: number; key: string };
 
 export type WorkerReply =
@@ -93,7 +93,7 @@ async function handle(msg: WorkerRequest): Promise<{ reply: WorkerReply; transfe
       if (!s) throw new Error(`model instance ${msg.key} is not loaded in this worker`);
       if (FAULTS.length) injectFault(msg.key);
       const t0 = performance.now();
-      const outputs = await s.run(msg.feeds);
+      const outputs = await s.run(msg.feeds, msg.outputs);
       const computeMs = performance.now() - t0;
       const transfer: ArrayBuffer[] = [];
       for (const [name, t] of Object.entries(outputs)) {

@@ -2,6 +2,21 @@
  * Seeded pseudo-random numbers for synthetic weights: xoshiro128** (fast, good statistics, 32-bit state words)
  * seeded through splitmix32, with Box–Muller normals. Same seed → same weights on every machine.
  */
+/** A uniform [0, 1) generator function. */
+export type Random = () => number;
+
+/** mulberry32: a 32-bit state PRNG, uniform in [0, 1). Plenty for schedules and text, not for weights. */
+export function seededRandom(seed: number): Random {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export class Rng {
   private s0: number;
   private s1: number;

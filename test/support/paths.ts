@@ -11,7 +11,9 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..
 function fixturesRoot(): string {
   const root = process.env.PADSERVE_FIXTURES ?? resolve(REPO_ROOT, '../shared/fixtures');
   if (!existsSync(join(root, 'padnet')) || !existsSync(join(root, 'images'))) {
-    throw new Error(`shared fixtures not found at ${root} (expected ../shared/fixtures beside the repository, or set PADSERVE_FIXTURES)`);
+    throw new Error(
+      `shared fixtures not found at ${root} (expected ../shared/fixtures beside the repository, or set PADSERVE_FIXTURES)`,
+    );
   }
   return root;
 }

@@ -11,7 +11,7 @@ import type { BertCard, ModelCard, WeightSource } from '../../model/card.js';
 import { ConvertError, type ConvertOptions } from '../options.js';
 import { readCheckpoint } from '../checkpoint/index.js';
 import type { HostTensor } from '../../tensor.js';
-import { BERT_GRAPH_REVISION, buildBertGraph, type BertGraphOptions } from './graph.js';
+import { BERT_GRAPH_REVISION, buildBertGraph, EXPERT_TOKENS_OUTPUT, type BertGraphOptions } from './graph.js';
 import {
   ffnLinears,
   inferBertModel,
@@ -113,6 +113,17 @@ export function bertCardDraft(model: BertModel, opts: ConvertBertOptions): CardD
     outputs: [{ name: 'logits', dtype: 'float32', shape: ['batch', spec.numLabels] }],
     labels: spec.labels,
     dynamic: { ratio: entriesTotal ? dynamicTotal / entriesTotal : 0, layers },
+    ...(routed.length
+      ? {
+          telemetry: {
+            output: EXPERT_TOKENS_OUTPUT,
+            kind: 'expert_tokens' as const,
+            layers: routed.map((l) => l.name),
+            width: spec.experts,
+            topK: spec.topK,
+          },
+        }
+      : {}),
     createdBy: opts.createdBy ?? `padserve convert (${BERT_GRAPH_REVISION})`,
     architecture: {
       hiddenSize: spec.hidden,

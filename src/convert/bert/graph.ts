@@ -9,8 +9,10 @@
  * [batch, labels]. Batch and sequence length are dynamic. Between the embeddings and the pooler the activations are
  * kept flat, (T = batch·sequence, hidden), so every linear is a 2-D Gemm (prepacked by onnxruntime) and the PAD-MoE
  * routers see one row per token. The debug variant adds `last_hidden_state`, `pooler_output` and each router's
- * top-k indices (as float32, `router.<linear>`) for fidelity tests; the served graph has `logits` only, so
- * nothing extra is computed or copied at run time.
+ * top-k indices (as float32, `router.<linear>`) for fidelity tests. Graphs with routed linears also have the
+ * telemetry output `expert_tokens` (after `logits`): one Where / Equal / Cast / ReduceSum over all routers' (tokens,
+ * k) indices. onnxruntime runs them on every batch (it executes the whole graph whatever is fetched; profiled at
+ * ~0.2 % of a small model's kernel time), but copies the output out only when fetched.
  */
 import { GraphBuilder, type Value } from '../../onnx/builder.js';
 import { Ops } from '../../onnx/ops.js';
@@ -26,11 +28,18 @@ export interface BertGraphOptions {
 }
 
 const ONNX_FLOAT = 1;
+const ONNX_BOOL = 9;
 const ATTENTION_MASK_VALUE = -10000;
 
 export const BERT_INPUTS = ['input_ids', 'attention_mask', 'token_type_ids'] as const;
+/**
+ * Optional output of graphs with PAD-MoE / MoE linears: float32 [batch, linears, experts], per sequence and
+ * linear (forward order) the number of real (attention_mask = 1) tokens routed to each expert, every top-k
+ * selection counted. Padding-invariant and batch-major; computed only when fetched.
+ */
+export const EXPERT_TOKENS_OUTPUT = 'expert_tokens';
 /** Bumped whenever the graph (or the synthetic weights) change, so cached folders (bench) are rebuilt. */
-export const BERT_GRAPH_REVISION = 'bert-graph r2';
+export const BERT_GRAPH_REVISION = 'bert-graph r3';
 
 function linear(ops: Ops, x: Value, name: string, l: Linear): Value {
   return denseLinear(ops, x, { name, linear: l });
@@ -93,9 +102,7 @@ export function buildBertGraph(model: BertModel, opts: BertGraphOptions = {}): G
   const scale = ops.f32([Math.sqrt(headSize)], [], 'sqrt_head_size');
 
   const routerOutputs: [string, Value][] = [];
-  const tap: RoutingTap | undefined = opts.debugOutputs
-    ? (name, idx) => routerOutputs.push([name, idx])
-    : undefined;
+  const tap: RoutingTap = (name, idx) => routerOutputs.push([name, idx]);
 
   model.layers.forEach((layer, i) => {
     const p = `bert.encoder.layer.${i}`;
@@ -129,11 +136,41 @@ export function buildBertGraph(model: BertModel, opts: BertGraphOptions = {}): G
     );
   });
 
+  // Telemetry subgraph, built before the head so the encoder's initializers precede the classifier's (the GLUE
+  // suite derives head digests from the encoder's, shared-weights.ts).
+  let expertTokens: Value | null = null;
+  if (routerOutputs.length) {
+    // All routers' (T, k) indices side by side (T, M·k), −1 at padding tokens; == [0..E) → (T, M·k, E) as
+    // (B, L, M, k, E); one ReduceSum over the sequence and the k selections → (B, M, E). One op of each kind for
+    // the whole graph (per-linear ReduceSums took 10× longer, profiled: scratch/telemetry-profile.mts).
+    const M = routerOutputs.length;
+    const range = g.initializer(
+      'telemetry.expert_range',
+      int64Tensor(
+        Array.from({ length: spec.experts }, (_, e) => e),
+        [spec.experts],
+      ),
+    );
+    const real = ops.reshape(ops.cast(attentionMask, ONNX_BOOL), [-1, 1]); // (T, 1)
+    const selected = ops.where(
+      real,
+      ops.concat(
+        routerOutputs.map(([, idx]) => idx),
+        1,
+      ),
+      ops.i64([-1]),
+    ); // (T, M·k)
+    const hits = ops.cast(g.op('Equal', [ops.unsqueeze(selected, [2]), range]), ONNX_FLOAT); // (T, M·k, E)
+    const shaped = ops.reshapeTo(hits, ops.concat([inputShape, ops.i64([M, spec.topK, spec.experts])], 0)); // (B, L, M, k, E)
+    expertTokens = ops.reduceSum(shaped, [1, 3], false); // (B, M, E)
+  }
   const lastHidden = ops.reshapeTo(h, ops.concat([inputShape, ops.i64([hidden])], 0)); // (B, L, H)
   const cls = ops.gather(lastHidden, g.initializer('cls_position', int64Tensor([0], [])), 1); // (B, H)
   const pooled = ops.tanh(linear(ops, cls, 'bert.pooler.dense', model.pooler));
   const logits = linear(ops, pooled, 'classifier', model.classifier);
   g.output(logits, 'logits', 'float32', ['batch', spec.numLabels]);
+  if (expertTokens)
+    g.output(expertTokens, EXPERT_TOKENS_OUTPUT, 'float32', ['batch', routerOutputs.length, spec.experts]);
   if (opts.debugOutputs) {
     g.output(lastHidden, 'last_hidden_state', 'float32', ['batch', 'sequence', hidden]);
     g.output(pooled, 'pooler_output', 'float32', ['batch', hidden]);

@@ -17,8 +17,8 @@ import { CheckpointError, readCheckpoint, type Checkpoint } from '../checkpoint/
 import { ConvertError, type ConvertOptions } from '../options.js';
 import { readLabels, readPreprocess, resnetCardDraft, variantOf } from './card.js';
 import { foldPadConv, foldResNet } from './fold.js';
-import { buildResNetGraph, type BuiltGraph } from './graph.js';
-import { NCHWC_DOMAIN, probeNchwcBlock, type Layout } from './layout.js';
+import { buildResNetGraph, ROUTER_PROBS_OUTPUT, type BuiltGraph } from './graph.js';
+import { NCHWC_DOMAIN, nchwcGuard, probeNchwcBlock, type Layout } from './layout.js';
 import {
   emitConv,
   emitGap,
@@ -108,6 +108,13 @@ export function convertResNetTensors(
     preprocess: opts.preprocess ?? IMAGENET_PREPROCESS,
     createdBy: opts.createdBy ?? 'padserve convert',
   });
+  if (built.telemetryLayers.length)
+    draft.telemetry = {
+      output: ROUTER_PROBS_OUTPUT,
+      kind: 'router_probs',
+      layers: built.telemetryLayers,
+      width: spec.kernels,
+    };
   const parameters = Math.round((built.bytes.static + built.bytes.dynamic + built.bytes.router) / 4);
   return { spec, built, draft, parameters };
 }
@@ -156,7 +163,14 @@ export function convertPadConvLayer(
     runtimeZeroInt32: lazyRuntimeZero(g, ops, x),
   };
   const nchwc = layout.kind === 'nchwc';
-  const xin = nchwc ? g.op('ReorderInput', [x], {}, { domain: NCHWC_DOMAIN }) : x;
+  const xin = nchwc
+    ? g.op(
+        'ReorderInput',
+        [ops.add(x, nchwcGuard(g, ops, layout.block), 'nchwc_guard')],
+        {},
+        { domain: NCHWC_DOMAIN },
+      )
+    : x;
   const pi = folded.dynamic ? emitRouter(ctx, emitGap(ctx, xin), folded.dynamic.router, 'padconv') : null;
   let y = emitConv(ctx, { x: xin, conv: folded, pi, relu: false, sum: null, blockedInput: true });
   if (nchwc) y = g.op('ReorderOutput', [y], { channels: conv.outChannels }, { domain: NCHWC_DOMAIN });

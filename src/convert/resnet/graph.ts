@@ -24,7 +24,7 @@ import {
 } from './padconv.js';
 
 /** Bumped whenever the graph a given checkpoint converts to changes (benchmark caches key on it). */
-export const RESNET_GRAPH_VERSION = 4;
+export const RESNET_GRAPH_VERSION = 5;
 
 export interface GraphOptions {
   /** Layout for graphs with dynamic convs (static graphs are always plain 'nchw'). */
@@ -47,7 +47,12 @@ export interface BuiltGraph {
   form: DynamicForm;
   /** Stored bytes by role. */
   bytes: WeightTally;
+  /** Layers of the `router_probs` output (π of every dynamic conv, forward order); empty when there is none. */
+  telemetryLayers: string[];
 }
+
+/** Optional second output of a graph with dynamic convs: every router's π, [batch, layers, K]. */
+export const ROUTER_PROBS_OUTPUT = 'router_probs';
 
 export function hasDynamicConvs(net: FoldedResNet): boolean {
   return net.stages.some((s) => s.some((b) => [...b.convs, b.shortcut].some((c) => c?.dynamic)));
@@ -72,6 +77,11 @@ export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = '
     if (!v) pooled.set(x.name, (v = emitGap(ctx, x)));
     return v;
   };
+  const routerPi = new Map<string, { pi: Value; kernels: number }>();
+  const tapPi = (c: FoldedConv, pi: Value): Value => {
+    routerPi.set(c.name, { pi, kernels: c.dynamic!.kernels });
+    return pi;
+  };
   const conv = (
     x: Value,
     c: FoldedConv,
@@ -82,13 +92,16 @@ export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = '
     emitConv(ctx, {
       x,
       conv: c,
-      pi: c.dynamic && perSample ? emitRouter(ctx, gapOf(x), c.dynamic.router, c.name) : null,
+      pi: c.dynamic && perSample ? tapPi(c, emitRouter(ctx, gapOf(x), c.dynamic.router, c.name)) : null,
       relu,
       sum,
       blockedInput,
     });
 
-  let x = conv(x0, net.stem, true, null, false);
+  // Every NCHWc op depends on the guard through the input, so a wrong block fails before any blocked conv runs
+  // (a conv fed weights laid out for another block would read out of bounds).
+  const input = nchwc ? ops.add(x0, nchwcGuard(g, ops, layout.block), 'nchwc_guard') : x0;
+  let x = conv(input, net.stem, true, null, false);
   x = nchwc
     ? g.op(
         'MaxPool',
@@ -117,8 +130,34 @@ export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = '
   );
   const fcB = g.initializer('classifier.bias', floatTensor(net.classifier.bias, [net.numClasses]));
   bytes.static += 4 * (net.numClasses * cols + net.numClasses);
-  let logits = ops.gemm(features, fcW, fcB, { transB: true }, 'classifier');
-  if (nchwc) logits = ops.add(logits, nchwcGuard(g, ops, layout.block), 'nchwc_guard');
+  const logits = ops.gemm(features, fcW, fcB, { transB: true }, 'classifier');
   g.output(logits, 'logits', 'float32', [batch, net.numClasses]);
-  return { graph: g, maxRunBatch: perSample ? 1 : null, layout, form: opts.form, bytes };
+  // Telemetry: π of every dynamic conv in forward order (per block: its convs, then the shortcut), (1, P, K).
+  // The π are computed for the convs anyway: the output adds one tiny Concat per run (fetched or not, since
+  // onnxruntime runs every node), and is copied out only when fetched.
+  const order = [
+    net.stem,
+    ...net.stages.flat().flatMap((b) => [...b.convs, ...(b.shortcut ? [b.shortcut] : [])]),
+  ];
+  const taps = order.flatMap((c) => {
+    const t = routerPi.get(c.name);
+    return t ? [{ name: c.name, ...t }] : [];
+  });
+  const kernels = taps[0]?.kernels;
+  if (taps.length && taps.every((t) => t.kernels === kernels))
+    g.output(
+      ops.unsqueeze(
+        ops.concat(
+          taps.map((t) => t.pi),
+          0,
+        ),
+        [0],
+      ),
+      ROUTER_PROBS_OUTPUT,
+      'float32',
+      [batch, taps.length, kernels!],
+    );
+  const telemetryLayers =
+    taps.length && taps.every((t) => t.kernels === kernels) ? taps.map((t) => t.name) : [];
+  return { graph: g, maxRunBatch: perSample ? 1 : null, layout, form: opts.form, bytes, telemetryLayers };
 }
