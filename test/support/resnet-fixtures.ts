@@ -3,19 +3,13 @@
  * they define: pass ⇔ |A − E| ≤ atol + rtol·|E| for every element.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { HostTensor } from '../../src/tensor.js';
 import { Rng } from '../../src/synth/random.js';
+import { PADNET_FIXTURES } from './paths.js';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-
-/** The fixtures folder: $PADNET_FIXTURES, else the shared checkout next to the repository. */
-export const FIXTURES =
-  process.env.PADNET_FIXTURES ??
-  [resolve(HERE, '../../../shared/fixtures/padnet'), '/work/shared/fixtures/padnet'].find((p) =>
-    existsSync(p),
-  )!;
+/** The fixtures folder, resolved once for every test (../shared/fixtures/padnet or $PADSERVE_FIXTURES). */
+export const FIXTURES = PADNET_FIXTURES;
 
 export interface Tolerance {
   atol: number;
