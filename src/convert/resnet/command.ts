@@ -7,8 +7,6 @@
  */
 import { basename } from 'node:path';
 import type { GraphBuilder } from '../../onnx/builder.js';
-import { GraphBuilder as Builder } from '../../onnx/builder.js';
-import { Ops } from '../../onnx/ops.js';
 import type { ModelCard, WeightSource, ImagePreprocessSpec } from '../../model/card.js';
 import { IMAGENET_PREPROCESS } from '../../model/card.js';
 import { writeModelFolder, type CardDraft } from '../../model/folder.js';
@@ -17,16 +15,9 @@ import { CheckpointError, readCheckpoint, type Checkpoint } from '../checkpoint/
 import { ConvertError, type ConvertOptions } from '../options.js';
 import { readLabels, readPreprocess, resnetCardDraft, variantOf } from './card.js';
 import { foldPadConv, foldResNet } from './fold.js';
-import { buildResNetGraph, ROUTER_PROBS_OUTPUT, type BuiltGraph } from './graph.js';
-import { NCHWC_DOMAIN, nchwcGuard, probeNchwcBlock, type Layout } from './layout.js';
-import {
-  emitConv,
-  emitGap,
-  emitRouter,
-  lazyRuntimeZero,
-  type DynamicForm,
-  type LayerContext,
-} from './padconv.js';
+import { buildPadConvLayerGraph, buildResNetGraph, ROUTER_PROBS_OUTPUT, type BuiltGraph } from './graph.js';
+import { probeNchwcBlock, type Layout } from './layout.js';
+import type { DynamicForm } from './padconv.js';
 import {
   checkpointParameters,
   inferPadConvLayer,
@@ -151,30 +142,7 @@ export function convertPadConvLayer(
 ): { graph: GraphBuilder; draft: CardDraft; outChannels: number } {
   const { conv, temperature } = inferPadConvLayer(tensors, metadata, opts.temperature);
   const folded = foldPadConv(conv, null, temperature);
-  const layout = opts.layout ?? { kind: 'nchw' };
-  const g = new Builder('padconv_layer');
-  const ops = new Ops(g);
-  const x = g.input('x', 'float32', [1, conv.inChannels, 'height', 'width']);
-  const ctx: LayerContext = {
-    g,
-    ops,
-    layout,
-    form: opts.form ?? defaultForm(),
-    runtimeZeroInt32: lazyRuntimeZero(g, ops, x),
-  };
-  const nchwc = layout.kind === 'nchwc';
-  const xin = nchwc
-    ? g.op(
-        'ReorderInput',
-        [ops.add(x, nchwcGuard(g, ops, layout.block), 'nchwc_guard')],
-        {},
-        { domain: NCHWC_DOMAIN },
-      )
-    : x;
-  const pi = folded.dynamic ? emitRouter(ctx, emitGap(ctx, xin), folded.dynamic.router, 'padconv') : null;
-  let y = emitConv(ctx, { x: xin, conv: folded, pi, relu: false, sum: null, blockedInput: true });
-  if (nchwc) y = g.op('ReorderOutput', [y], { channels: conv.outChannels }, { domain: NCHWC_DOMAIN });
-  g.output(y, 'y', 'float32', [1, conv.outChannels, 'out_height', 'out_width']);
+  const g = buildPadConvLayerGraph(folded, opts.layout ?? { kind: 'nchw' }, opts.form ?? defaultForm());
   const ratio = conv.dynamicEntries / conv.mask.length;
   const draft: CardDraft = {
     family: 'resnet',

@@ -100,7 +100,7 @@ export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = '
 
   // Every NCHWc op depends on the guard through the input, so a wrong block fails before any blocked conv runs
   // (a conv fed weights laid out for another block would read out of bounds).
-  const input = nchwc ? ops.add(x0, nchwcGuard(g, ops, layout.block), 'nchwc_guard') : x0;
+  const input = guardedInput(ctx, x0);
   let x = conv(input, net.stem, true, null, false);
   x = nchwc
     ? g.op(
@@ -144,7 +144,9 @@ export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = '
     return t ? [{ name: c.name, ...t }] : [];
   });
   const kernels = taps[0]?.kernels;
-  if (taps.length && taps.every((t) => t.kernels === kernels))
+  const telemetryLayers =
+    taps.length && taps.every((t) => t.kernels === kernels) ? taps.map((t) => t.name) : [];
+  if (telemetryLayers.length)
     g.output(
       ops.unsqueeze(
         ops.concat(
@@ -157,7 +159,30 @@ export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = '
       'float32',
       [batch, taps.length, kernels!],
     );
-  const telemetryLayers =
-    taps.length && taps.every((t) => t.kernels === kernels) ? taps.map((t) => t.name) : [];
   return { graph: g, maxRunBatch: perSample ? 1 : null, layout, form: opts.form, bytes, telemetryLayers };
+}
+
+/**
+ * The graph input as the layout needs it: in NCHWc graphs every blocked op depends on the block-size guard
+ * through the input, so a model converted for another block fails before any blocked conv runs.
+ */
+function guardedInput(ctx: LayerContext, x: Value): Value {
+  if (ctx.layout.kind !== 'nchwc') return x;
+  return ctx.ops.add(x, nchwcGuard(ctx.g, ctx.ops, ctx.layout.block), 'nchwc_guard');
+}
+
+/** A lone PAD conv layer as a graph: input `x` [1, I, H, W] → output `y` [1, O, H', W'] (no BatchNorm). */
+export function buildPadConvLayerGraph(folded: FoldedConv, layout: Layout, form: DynamicForm): GraphBuilder {
+  const g = new GraphBuilder('padconv_layer');
+  const ops = new Ops(g);
+  const x = g.input('x', 'float32', [1, folded.inChannels, 'height', 'width']);
+  const ctx: LayerContext = { g, ops, layout, form, runtimeZeroInt32: lazyRuntimeZero(g, ops, x) };
+  const nchwc = layout.kind === 'nchwc';
+  const input = guardedInput(ctx, x);
+  const xin = nchwc ? g.op('ReorderInput', [input], {}, { domain: NCHWC_DOMAIN }) : input;
+  const pi = folded.dynamic ? emitRouter(ctx, emitGap(ctx, xin), folded.dynamic.router, 'padconv') : null;
+  let y = emitConv(ctx, { x: xin, conv: folded, pi, relu: false, sum: null, blockedInput: true });
+  if (nchwc) y = g.op('ReorderOutput', [y], { channels: folded.outChannels }, { domain: NCHWC_DOMAIN });
+  g.output(y, 'y', 'float32', [1, folded.outChannels, 'out_height', 'out_width']);
+  return g;
 }
