@@ -127,18 +127,7 @@ export class InferencePool {
     slot.weightBytes += spec.weightBytes;
     try {
       await slot.ready;
-      const r = await this.call(
-        slot,
-        {
-          op: 'load',
-          key: spec.key,
-          dir: spec.dir,
-          device: spec.device,
-          intraOpThreads: spec.intraOpThreads,
-          shareWeights: spec.shareWeights,
-        },
-        0,
-      );
+      const r = await this.call(slot, loadRequest(spec), 0);
       if (r.op !== 'load') throw new Error('worker answered a load with ' + r.op);
       for (const line of r.logs) {
         if (this.logged.has(line)) continue; // e.g. "cuda unavailable": said once, not once per model
@@ -251,18 +240,7 @@ export class InferencePool {
   /** Loads the slot's instances (after a restart) one by one. */
   private async restore(slot: Slot): Promise<void> {
     for (const spec of slot.specs.values()) {
-      await this.call(
-        slot,
-        {
-          op: 'load',
-          key: spec.key,
-          dir: spec.dir,
-          device: spec.device,
-          intraOpThreads: spec.intraOpThreads,
-          shareWeights: spec.shareWeights,
-        },
-        0,
-      );
+      await this.call(slot, loadRequest(spec), 0);
       this.opts.log.info(`inference worker ${slot.index}: reloaded ${spec.key} after a restart`);
     }
   }
@@ -335,4 +313,10 @@ export class InferencePool {
       }
     });
   }
+}
+
+/** The worker message that (re)creates an instance's session: the same for a first load and a restore. */
+function loadRequest(spec: InstanceSpec): Omit<Extract<WorkerRequest, { op: 'load' }>, 'id'> {
+  const { key, dir, device, intraOpThreads, shareWeights } = spec;
+  return { op: 'load', key, dir, device, intraOpThreads, shareWeights };
 }
