@@ -192,13 +192,19 @@ export async function v2Plugin(app: FastifyInstance): Promise<void> {
     },
   });
 
-  const metadata = async (req: FastifyRequest<{ Params: ModelParams }>) => {
-    const { model, version } = req.params;
+  /** The repository entry and requested version of a model route; 404 for an unknown model or version. */
+  const servedEntry = ({ model, version }: ModelParams) => {
     const entry = ctx.models.entry(model);
     if (!entry) throw new ServeError('not_found', 'unknown_model', `unknown model "${model}"`);
     const v = parseVersion(version);
     if (v !== undefined && !entry.served.includes(v))
       throw new ServeError('not_found', 'unknown_version', `model ${model} has no served version ${v}`);
+    return { entry, v };
+  };
+
+  const metadata = async (req: FastifyRequest<{ Params: ModelParams }>) => {
+    const { model } = req.params;
+    const { entry, v } = servedEntry(req.params);
     const card = entry.versions.find((x) => x.version === (v ?? entry.served.at(-1)))!.card;
     return modelMetadata(model, entry.served, card);
   };
@@ -220,12 +226,8 @@ export async function v2Plugin(app: FastifyInstance): Promise<void> {
     req: FastifyRequest<{ Params: ModelParams }>,
     reply: import('fastify').FastifyReply,
   ) => {
-    const { model, version } = req.params;
-    const entry = ctx.models.entry(model);
-    if (!entry) throw new ServeError('not_found', 'unknown_model', `unknown model "${model}"`);
-    const v = parseVersion(version);
-    if (v !== undefined && !entry.served.includes(v))
-      throw new ServeError('not_found', 'unknown_version', `model ${model} has no served version ${v}`);
+    const { model } = req.params;
+    const { v } = servedEntry(req.params);
     const m = ctx.models.peek(model, v);
     const ok = !!m && m.state === 'ready' && !ctx.lifecycle.draining;
     return reply.code(ok ? 200 : 503).send({ name: model, ready: ok });
