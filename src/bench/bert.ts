@@ -28,6 +28,7 @@ import {
   rssMb,
   writeReport,
   type LatencyStats,
+  targetReport,
 } from './measure.js';
 import { BenchChild } from './child.js';
 
@@ -287,13 +288,8 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
       target: '≤ 0.65',
       ok: (v: number) => v <= 0.65,
     },
-  ].filter((t) => Number.isFinite(t.value));
-  const targetRows = targets.map((t) => [
-    t.what,
-    t.value.toFixed(2),
-    t.target,
-    t.ok(t.value) ? 'met' : 'missed',
-  ]);
+  ];
+  const checks = targetReport(targets);
   const markdown = [
     '# BERT-base benchmark: dense vs PAD-MoE vs fully dynamic MoE',
     '',
@@ -307,10 +303,10 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
     '',
     markdownTable(header, rows),
     '',
-    ...(targetRows.length ? [markdownTable(['ratio', 'measured', 'target', ''], targetRows), ''] : []),
+    ...checks.markdown,
     'Why the memory and MoE targets are missed, and what else was measured: docs/bert-graph.md.',
   ].join('\n');
-  return { json: { machine, ...meta, results, targets: targets.map(({ ok: _ok, ...t }) => t) }, markdown };
+  return { json: { machine, ...meta, results, targets: checks.json }, markdown };
 }
 
 export async function benchCommand(argv: string[]): Promise<void> {

@@ -133,3 +133,28 @@ export function latencySummary(samplesMs: readonly number[]): LatencySummary {
   const s = [...samplesMs].sort((a, b) => a - b);
   return { ...latencyStats(s), p95Ms: percentile(s, 95), maxMs: s[s.length - 1] ?? NaN };
 }
+
+/** A measured ratio against the target. */
+export interface TargetCheck {
+  what: string;
+  value: number;
+  /** As written in the report, e.g. '≥ 0.75'. */
+  target: string;
+  ok: (v: number) => boolean;
+}
+
+/**
+ * The "ratio | measured | target | met/missed" table (empty when nothing could be measured) and the JSON form of
+ * the checks (without their predicates). Non-finite ratios (a model missing from the run) are dropped.
+ */
+export function targetReport(checks: readonly TargetCheck[]): {
+  markdown: string[];
+  json: Omit<TargetCheck, 'ok'>[];
+} {
+  const measured = checks.filter((t) => Number.isFinite(t.value));
+  const rows = measured.map((t) => [t.what, t.value.toFixed(2), t.target, t.ok(t.value) ? 'met' : 'missed']);
+  return {
+    markdown: rows.length ? [markdownTable(['ratio', 'measured', 'target', ''], rows), ''] : [],
+    json: measured.map(({ ok: _ok, ...t }) => t),
+  };
+}

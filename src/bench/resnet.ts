@@ -26,6 +26,7 @@ import {
   rssMb,
   writeReport,
   type LatencyStats,
+  targetReport,
 } from './measure.js';
 import { BenchChild } from './child.js';
 
@@ -233,13 +234,8 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
       target: '(≤ 0.6)',
       ok: (v: number) => v <= 0.6,
     },
-  ].filter((t) => Number.isFinite(t.value));
-  const targetRows = targets.map((t) => [
-    t.what,
-    t.value.toFixed(2),
-    t.target,
-    t.ok(t.value) ? 'met' : 'missed',
-  ]);
+  ];
+  const checks = targetReport(targets);
   const markdown = [
     '# ResNet-50 benchmark: static vs PAD-Net vs DY-Conv',
     '',
@@ -255,10 +251,10 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
     '',
     markdownTable(header, rows),
     '',
-    ...(targetRows.length ? [markdownTable(['ratio', 'measured', 'target', ''], targetRows), ''] : []),
+    ...checks.markdown,
     'Graph forms, what else was measured and why: docs/resnet-graph.md.',
   ].join('\n');
-  return { json: { machine, ...meta, results, targets: targets.map(({ ok: _ok, ...t }) => t) }, markdown };
+  return { json: { machine, ...meta, results, targets: checks.json }, markdown };
 }
 
 export async function benchCommand(argv: string[]): Promise<void> {
