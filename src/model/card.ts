@@ -39,6 +39,20 @@ export interface GraphFiles {
    * Lets a family use a per-sample form where that is fastest without callers knowing.
    */
   maxRunBatch: number | null;
+  /**
+   * Fixed-batch graphs (absent: `file` takes any batch up to `maxRunBatch`). Each bucket graph takes exactly
+   * `batch` rows and all of them read the one `dataFile`, so the weights are resident once however many buckets
+   * are loaded. The runtime pads a batch up to the smallest bucket that holds it and splits batches beyond the
+   * largest (docs/resnet-graph.md, "Buckets"). `file` is then the smallest bucket's graph.
+   */
+  buckets?: GraphBucket[];
+  /** How the dynamic layers are built, e.g. 'nchwc grouped unpool' (informational; shown in metadata). */
+  form?: string;
+}
+
+export interface GraphBucket {
+  batch: number;
+  file: string;
 }
 
 /** How raw images become the model's input tensor (issue: per-model preprocessing). */
@@ -109,7 +123,13 @@ interface CardBase {
   /** 'pad' = PAD-Net; 'static' / 'dense' = no dynamic part; 'dyconv' / 'moe' = fully dynamic baseline. */
   variant: 'pad' | 'static' | 'dyconv' | 'dense' | 'moe';
   source: WeightSource;
+  /** The CPU form (the default). */
   graph: GraphFiles;
+  /**
+   * The CUDA form, where one was built: every node has a CUDA kernel in onnxruntime 1.30 (no com.microsoft.nchwc
+   * ops, no MaxUnpool, no NonZero). `--device cuda` loads it; absent, `--device cuda` loads `graph`.
+   */
+  cudaGraph?: GraphFiles;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
   labels: string[];
@@ -147,3 +167,13 @@ export const IMAGENET_PREPROCESS: ImagePreprocessSpec = {
   std: [0.229, 0.224, 0.225],
   scale: 1 / 255,
 };
+
+/** The graph form a device loads: the CUDA form where the card has one, else the CPU form. */
+export function graphFor(card: ModelCard, device: 'cpu' | 'cuda'): GraphFiles {
+  return device === 'cuda' && card.cudaGraph ? card.cudaGraph : card.graph;
+}
+
+/** Every graph file of a form: the bucket graphs, or the one graph. */
+export function graphFiles(graph: GraphFiles): string[] {
+  return graph.buckets ? graph.buckets.map((b) => b.file) : [graph.file];
+}
