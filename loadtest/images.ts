@@ -1,12 +1,12 @@
 /**
- * Image upload bodies: the shared fixture photos plus photos re-encoded with sharp at common sizes and formats
+ * Image upload bodies: the fixture photos (test/fixtures/images) plus photos re-encoded with sharp at common sizes and formats
  * (640×480 / 1920×1080 JPEG, 800×600 PNG, 512×512 WebP), wrapped as multipart/form-data (field `image`).
  * Built once at startup as Buffers: autocannon sends them unchanged (its CLI `-i` would corrupt binary data).
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import sharp from 'sharp';
-import { REPO_ROOT } from './paths.js';
+import { FIXTURES_DIR } from './paths.js';
 
 export interface ImageFile {
   name: string;
@@ -16,7 +16,7 @@ export interface ImageFile {
   height: number;
 }
 
-export const FIXTURE_IMAGES_DIR = join(REPO_ROOT, '..', 'shared', 'fixtures', 'images');
+export const FIXTURE_IMAGES_DIR = join(FIXTURES_DIR, 'images');
 
 const TYPES: Record<string, string> = {
   '.jpg': 'image/jpeg',

@@ -17,6 +17,8 @@ export const REPO_ROOT = findRoot();
 export const RESULTS_DIR = join(REPO_ROOT, 'loadtest', 'results');
 export const BENCH_CACHE = join(REPO_ROOT, '.cache', 'bench');
 export const PADSERVE_BIN = join(REPO_ROOT, 'bin', 'padserve.js');
+/** The repository's test fixtures (test/fixtures/README.md): tiny PAD-Net checkpoints and photos. */
+export const FIXTURES_DIR = join(REPO_ROOT, 'test', 'fixtures');
 
 function newestMtime(dir: string): number {
   let newest = 0;

@@ -19,7 +19,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { BENCH_CACHE, PADSERVE_BIN, REPO_ROOT } from './paths.js';
+import { BENCH_CACHE, FIXTURES_DIR, PADSERVE_BIN, REPO_ROOT } from './paths.js';
 import { LoadtestError } from './url.js';
 
 export type ResnetVariant = 'pad' | 'static' | 'dyconv';
@@ -73,7 +73,7 @@ function runPadserve(args: string[], log: (line: string) => void): Promise<void>
 let tinyModels = false;
 
 /**
- * Smoke mode: every ResNet variant is the tiny shared fixture `resnet-tiny` and every BERT variant `bert-tiny`,
+ * Smoke mode: every ResNet variant is the tiny test fixture `resnet-tiny` and every BERT variant `bert-tiny`,
  * converted with `padserve convert` (seconds instead of minutes). Checks the pipeline; its ratios mean nothing.
  */
 export function useTinyModels(on: boolean): void {
@@ -85,7 +85,7 @@ export function tinyModelsOn(): boolean {
 }
 
 export function convertArgs(s: ModelSource, out: string): string[] {
-  const fixtures = join(REPO_ROOT, '..', 'shared', 'fixtures', 'padnet');
+  const fixtures = join(FIXTURES_DIR, 'padnet');
   const src =
     s.family === 'resnet' ? join(fixtures, 'resnet-tiny', 'model.safetensors') : join(fixtures, 'bert-tiny');
   return ['convert', src, '--out', out];

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,8 +21,7 @@ import { startMockServer } from '../loadtest/mock-server.js';
 import { connectTarget, startServer, type ServerTarget } from '../loadtest/server.js';
 import { closedPoint, openDuration, openPoint, pointDuration, warmupDuration } from '../loadtest/sweep.js';
 import { classifyRequests, glueRequestSpecs, primeOrThrow } from '../loadtest/workloads.js';
-import { FIXTURE_IMAGES_DIR } from '../loadtest/images.js';
-import { PADSERVE_BIN, REPO_ROOT } from '../loadtest/paths.js';
+import { FIXTURES_DIR, PADSERVE_BIN, REPO_ROOT } from '../loadtest/paths.js';
 import type { Point } from '../loadtest/types.js';
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -322,58 +321,55 @@ describe('load generator against a stand-in server (not padserve)', () => {
   });
 });
 
-const FIXTURES = join(REPO_ROOT, '..', 'shared', 'fixtures', 'padnet');
+const FIXTURES = join(FIXTURES_DIR, 'padnet');
 
-// The real server with tiny converted fixture models: a few seconds. Skipped where the shared fixtures are absent.
-describe.skipIf(!existsSync(FIXTURES) || !existsSync(FIXTURE_IMAGES_DIR))(
-  'load generator against padserve (tiny models)',
-  () => {
-    let dir: string;
-    let server: ServerTarget | null = null;
-    beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), 'padserve-loadtest-'));
-      const convert = (src: string, out: string) =>
-        execFileSync(process.execPath, [PADSERVE_BIN, 'convert', src, '--out', out], {
-          cwd: REPO_ROOT,
-          stdio: 'pipe',
-        });
-      convert(join(FIXTURES, 'resnet-tiny', 'model.safetensors'), join(dir, 'tiny', '1'));
-      convert(join(FIXTURES, 'bert-tiny'), join(dir, 'bert-tiny', '1'));
-      writeFileSync(
-        join(dir, 'tiny', 'serving.json'),
-        JSON.stringify({ max_batch_size: 4, warmup: 'powers-of-two' }),
-      );
-      writeFileSync(
-        join(dir, 'bert-tiny', 'serving.json'),
-        JSON.stringify({ max_batch_size: 8, tasks: ['mnli', 'sst2'], warmup: 'powers-of-two' }),
-      );
-      server = await startServer({
-        repository: dir,
-        args: ['--no-build-default-models', '--log-level', 'warn', '--default-image-model', 'tiny'],
-        logFile: join(dir, 'server.log'),
-        readyTimeoutS: 120,
+// The real server with tiny converted fixture models (test/fixtures): a few seconds on an idle machine.
+describe('load generator against padserve (tiny models)', () => {
+  let dir: string;
+  let server: ServerTarget | null = null;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'padserve-loadtest-'));
+    const convert = (src: string, out: string) =>
+      execFileSync(process.execPath, [PADSERVE_BIN, 'convert', src, '--out', out], {
+        cwd: REPO_ROOT,
+        stdio: 'pipe',
       });
+    convert(join(FIXTURES, 'resnet-tiny', 'model.safetensors'), join(dir, 'tiny', '1'));
+    convert(join(FIXTURES, 'bert-tiny'), join(dir, 'bert-tiny', '1'));
+    writeFileSync(
+      join(dir, 'tiny', 'serving.json'),
+      JSON.stringify({ max_batch_size: 4, warmup: 'powers-of-two' }),
+    );
+    writeFileSync(
+      join(dir, 'bert-tiny', 'serving.json'),
+      JSON.stringify({ max_batch_size: 8, tasks: ['mnli', 'sst2'], warmup: 'powers-of-two' }),
+    );
+    server = await startServer({
+      repository: dir,
+      args: ['--no-build-default-models', '--log-level', 'warn', '--default-image-model', 'tiny'],
+      logFile: join(dir, 'server.log'),
+      readyTimeoutS: 120,
     });
-    afterAll(async () => {
-      await server?.stop();
-      rmSync(dir, { recursive: true, force: true });
-    });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
-    it('drives /classify and /glue and reads batch sizes, CPU and RSS', async () => {
-      const target = server!;
-      const images = await classifyRequests();
-      const glue = glueRequestSpecs({ tasks: ['mnli', 'sst2'], count: 8 });
-      await primeOrThrow(target.baseUrl, images);
-      await primeOrThrow(target.baseUrl, glue);
-      const c = await closedPoint(target, images, 2, { durationS: 0.8, warmupS: 0 });
-      expect(c.ok).toBeGreaterThan(0);
-      expect(c.status['200']).toBe(c.ok);
-      expect(c.meanBatch?.tiny).toBeGreaterThanOrEqual(1);
-      expect(c.serverCpuPct).toBeGreaterThan(0);
-      expect(c.serverRssMb).toBeGreaterThan(10);
-      const g = await openPoint(target, glue, 20, 'poisson', 0.8);
-      expect(g.ok).toBeGreaterThan(0);
-      expect(g.meanBatch?.['bert-tiny']).toBeGreaterThanOrEqual(1);
-    });
-  },
-);
+  it('drives /classify and /glue and reads batch sizes, CPU and RSS', async () => {
+    const target = server!;
+    const images = await classifyRequests();
+    const glue = glueRequestSpecs({ tasks: ['mnli', 'sst2'], count: 8 });
+    await primeOrThrow(target.baseUrl, images);
+    await primeOrThrow(target.baseUrl, glue);
+    const c = await closedPoint(target, images, 2, { durationS: 0.8, warmupS: 0 });
+    expect(c.ok).toBeGreaterThan(0);
+    expect(c.status['200']).toBe(c.ok);
+    expect(c.meanBatch?.tiny).toBeGreaterThanOrEqual(1);
+    expect(c.serverCpuPct).toBeGreaterThan(0);
+    expect(c.serverRssMb).toBeGreaterThan(10);
+    const g = await openPoint(target, glue, 20, 'poisson', 0.8);
+    expect(g.ok).toBeGreaterThan(0);
+    expect(g.meanBatch?.['bert-tiny']).toBeGreaterThanOrEqual(1);
+  });
+});

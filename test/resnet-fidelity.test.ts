@@ -1,5 +1,5 @@
 /**
- * Converted PAD-Net ResNets reproduce the PyTorch fixtures (../shared/fixtures/padnet): resnet-tiny (both formats,
+ * Converted PAD-Net ResNets reproduce the PyTorch fixtures (test/fixtures/padnet): resnet-tiny (both formats,
  * random N(0,1) batch and the three photos), resnet-mnist (trained; both formats, 30 real digits, labels exact) and
  * the three lone padconv layers — within the fixtures' tolerance, with the strict tier reported. At least one case
  * per format goes through `padserve predict` (a child process), the rest through ModelSession in-process.

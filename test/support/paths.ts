@@ -1,6 +1,7 @@
 /**
- * Where the shared fixtures live: `../shared/fixtures` next to the repository (as CI lays out a clone), or
- * $PADSERVE_FIXTURES. Missing fixtures are an error, never a silent skip.
+ * Where the test fixtures live: `test/fixtures` in the repository (test/fixtures/README.md: provenance, formats,
+ * tolerances), or $PADSERVE_FIXTURES to run the suite against another copy of the same layout. Missing fixtures
+ * are an error, never a silent skip.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -9,10 +10,10 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 function fixturesRoot(): string {
-  const root = process.env.PADSERVE_FIXTURES ?? resolve(REPO_ROOT, '../shared/fixtures');
+  const root = process.env.PADSERVE_FIXTURES || join(REPO_ROOT, 'test', 'fixtures');
   if (!existsSync(join(root, 'padnet')) || !existsSync(join(root, 'images'))) {
     throw new Error(
-      `shared fixtures not found at ${root} (expected ../shared/fixtures beside the repository, or set PADSERVE_FIXTURES)`,
+      `test fixtures not found at ${root} (expected test/fixtures/{padnet,images} in the repository, or $PADSERVE_FIXTURES)`,
     );
   }
   return root;

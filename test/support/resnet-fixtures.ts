@@ -1,5 +1,5 @@
 /**
- * Access to the PAD-Net ResNet fixtures (../shared/fixtures/padnet, README there) and the tolerance comparison
+ * Access to the PAD-Net ResNet fixtures (test/fixtures/padnet, test/fixtures/README.md) and the tolerance comparison
  * they define: pass ⇔ |A − E| ≤ atol + rtol·|E| for every element.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -8,7 +8,7 @@ import type { HostTensor } from '../../src/tensor.js';
 import { Rng } from '../../src/synth/random.js';
 import { PADNET_FIXTURES } from './paths.js';
 
-/** The fixtures folder, resolved once for every test (../shared/fixtures/padnet or $PADSERVE_FIXTURES). */
+/** The fixtures folder, resolved once for every test (test/fixtures/padnet or $PADSERVE_FIXTURES). */
 export const FIXTURES = PADNET_FIXTURES;
 
 export interface Tolerance {
