@@ -170,7 +170,7 @@ describe('readiness gated on the golden set', () => {
 
   it('a model below its minimum accuracy is not ready, with a named reason; the good one serves', async () => {
     const ready = await fetch(`${srv.url}/v2/health/ready`);
-    expect(ready.status).toBe(503);
+    expect(ready.status).toBe(400);
     const body = (await ready.json()) as {
       models: Record<string, { loaded: number[]; error: string | null }>;
     };

@@ -167,7 +167,7 @@ describe('overload', () => {
     const accepted = srv.server.app.padserve.lifecycle.inflight;
     const t0 = Date.now();
     const stopped = srv.server.shutdown('test SIGTERM');
-    // Readiness flips at once (the probe answers 503 `ready: false` while the listener is still open, then the
+    // Readiness flips at once (the probe answers 400 `ready: false` while the listener is still open, then the
     // listener closes), and new requests are refused: 503 shutting_down on a kept-alive connection, or refused.
     expect(srv.server.app.padserve.lifecycle.draining).toBe(true);
     expect(srv.server.models.ready() && !srv.server.app.padserve.lifecycle.draining).toBe(false);

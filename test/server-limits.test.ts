@@ -153,7 +153,7 @@ describe('readiness', () => {
     try {
       expect((await fetch(`${server.address}/v2/health/live`)).status).toBe(200);
       const early = await fetch(`${server.address}/v2/health/ready`);
-      expect(early.status).toBe(503);
+      expect(early.status).toBe(400);
       expect(await early.json()).toMatchObject({ ready: false });
       release();
       await server.loaded;

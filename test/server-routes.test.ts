@@ -256,7 +256,7 @@ describe('V2 validation', () => {
     await expectError(await v2(IMAGE_MODEL, pixels([0, 3, 224, 224], [])), 400, 'empty_batch');
     await expectError(await v2(IMAGE_MODEL, pixels([1, 1], ['x'])), 400, 'non_finite_value');
     await expectError(
-      await v2(IMAGE_MODEL, { inputs: [{ name: 'pixel_values', shape: [1], datatype: 'FP16', data: [1] }] }),
+      await v2(IMAGE_MODEL, { inputs: [{ name: 'pixel_values', shape: [1], datatype: 'FP64', data: [1] }] }),
       400,
       'unsupported_datatype',
     );

@@ -2,13 +2,15 @@
  * Prometheus metrics (prom-client), one registry per server instance (tests build several apps in one process).
  * Names follow Prometheus conventions (`_total`, `_seconds`, `_bytes`); every failure is an `outcome` label taken
  * from `FailureReason`, so the label set is bounded. The batcher and model manager report through the
- * `ModelObserver` methods; the HTTP layer through `observeRequest` and the phase histograms.
+ * `ModelObserver` methods; the HTTP layer through `observeRequest` and the phase histograms. Every queue, inference
+ * and batch series is labelled by `model` and `version` (a reload runs two versions side by side).
  */
 import client from 'prom-client';
 import type { BatchEvent } from '../batching/batcher.js';
 import type { TelemetrySpec } from '../model/card.js';
 import type { HostTensor } from '../tensor.js';
 import type { FailureReason } from './errors.js';
+import { InferenceStatistics } from './statistics.js';
 
 type ModelState = 'loading' | 'warming' | 'ready' | 'retiring' | 'unloaded' | 'failed';
 
@@ -47,16 +49,18 @@ export class Metrics {
   readonly registry = new client.Registry();
   readonly requests: client.Counter<'route' | 'model' | 'outcome'>;
   readonly requestDuration: client.Histogram<'route' | 'model'>;
-  readonly queueDuration: client.Histogram<'model'>;
+  readonly queueDuration: client.Histogram<'model' | 'version'>;
   readonly preprocessDuration: client.Histogram<'model'>;
-  readonly inferenceDuration: client.Histogram<'model'>;
+  readonly inferenceDuration: client.Histogram<'model' | 'version'>;
   readonly postprocessDuration: client.Histogram<'model'>;
-  readonly batchSize: client.Histogram<'model'>;
-  readonly batches: client.Counter<'model' | 'outcome'>;
-  readonly rows: client.Counter<'model'>;
-  readonly paddedTokens: client.Counter<'model'>;
-  readonly queueDepth: client.Gauge<'model'>;
-  readonly dropped: client.Counter<'model' | 'reason'>;
+  readonly batchSize: client.Histogram<'model' | 'version'>;
+  readonly batches: client.Counter<'model' | 'version' | 'outcome'>;
+  readonly rows: client.Counter<'model' | 'version'>;
+  readonly paddedTokens: client.Counter<'model' | 'version'>;
+  readonly queueDepth: client.Gauge<'model' | 'version'>;
+  readonly dropped: client.Counter<'model' | 'version' | 'reason'>;
+  /** Triton-style per version statistics (GET /v2/models/stats). */
+  readonly statistics = new InferenceStatistics();
   readonly loadSeconds: client.Gauge<'model' | 'version'>;
   readonly warmupSeconds: client.Gauge<'model' | 'version'>;
   readonly modelReady: client.Gauge<'model' | 'version'>;
@@ -82,65 +86,69 @@ export class Metrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    const phase = (name: string, help: string) =>
-      new client.Histogram({
+    const phase = <L extends string>(name: string, help: string, labelNames: L[]) =>
+      new client.Histogram<L>({
         name: `padserve_${name}_duration_seconds`,
         help,
-        labelNames: ['model'],
+        labelNames,
         buckets: LATENCY_BUCKETS,
         registers,
       });
     this.queueDuration = phase(
       'queue',
       'Time a request row waited in its model queue before its batch started',
+      ['model', 'version'],
     );
     this.preprocessDuration = phase(
       'preprocess',
       'Time to decode / resize / normalise an image or tokenise a text request',
+      ['model'],
     );
     this.inferenceDuration = phase(
       'inference',
       'Time a batch took on its model instance (transfer + onnxruntime run + split)',
+      ['model', 'version'],
     );
     this.postprocessDuration = phase(
       'postprocess',
       'Time to turn outputs into the answer (softmax, top-k, labels)',
+      ['model'],
     );
     this.batchSize = new client.Histogram({
       name: 'padserve_batch_size',
       help: 'Rows per executed batch',
-      labelNames: ['model'],
+      labelNames: ['model', 'version'],
       buckets: BATCH_BUCKETS,
       registers,
     });
     this.batches = new client.Counter({
       name: 'padserve_batches_total',
       help: 'Executed batches by outcome',
-      labelNames: ['model', 'outcome'],
+      labelNames: ['model', 'version', 'outcome'],
       registers,
     });
     this.rows = new client.Counter({
       name: 'padserve_inference_rows_total',
       help: 'Request rows the model computed (warmup excluded)',
-      labelNames: ['model'],
+      labelNames: ['model', 'version'],
       registers,
     });
     this.paddedTokens = new client.Counter({
       name: 'padserve_padded_tokens_total',
       help: 'Text models: padded tokens computed (bucket length × rows)',
-      labelNames: ['model'],
+      labelNames: ['model', 'version'],
       registers,
     });
     this.queueDepth = new client.Gauge({
       name: 'padserve_queue_depth',
-      help: 'Rows waiting in the model queue',
-      labelNames: ['model'],
+      help: 'Rows waiting in the model version queue',
+      labelNames: ['model', 'version'],
       registers,
     });
     this.dropped = new client.Counter({
       name: 'padserve_queue_dropped_total',
       help: 'Queued rows dropped before compute (deadline_exceeded, client_cancelled)',
-      labelNames: ['model', 'reason'],
+      labelNames: ['model', 'version', 'reason'],
       registers,
     });
     this.loadSeconds = new client.Gauge({
@@ -187,22 +195,24 @@ export class Metrics {
   }
 
   // ModelObserver
-  batch(model: string, e: BatchEvent): void {
-    this.batches.inc({ model, outcome: e.ok ? 'ok' : 'error' });
+  batch(model: string, version: number, e: BatchEvent): void {
+    const labels = { model, version: String(version) };
+    this.batches.inc({ ...labels, outcome: e.ok ? 'ok' : 'error' });
     if (!e.ok) return;
-    this.batchSize.observe({ model }, e.size);
-    this.rows.inc({ model }, e.size);
-    if (e.paddedLength) this.paddedTokens.inc({ model }, e.paddedLength * e.size);
-    this.inferenceDuration.observe({ model }, e.inferenceMs / 1000);
-    for (const q of e.queueMs) this.queueDuration.observe({ model }, q / 1000);
+    this.statistics.execution(model, version, e.size, e.inferenceMs);
+    this.batchSize.observe(labels, e.size);
+    this.rows.inc(labels, e.size);
+    if (e.paddedLength) this.paddedTokens.inc(labels, e.paddedLength * e.size);
+    this.inferenceDuration.observe(labels, e.inferenceMs / 1000);
+    for (const q of e.queueMs) this.queueDuration.observe(labels, q / 1000);
   }
 
-  drop(model: string, reason: 'deadline_exceeded' | 'client_cancelled'): void {
-    this.dropped.inc({ model, reason });
+  drop(model: string, version: number, reason: 'deadline_exceeded' | 'client_cancelled'): void {
+    this.dropped.inc({ model, version: String(version), reason });
   }
 
-  depth(model: string, depth: number): void {
-    this.queueDepth.set({ model }, depth);
+  depth(model: string, version: number, depth: number): void {
+    this.queueDepth.set({ model, version: String(version) }, depth);
   }
 
   loaded(model: string, version: number, seconds: number, warmupSeconds: number): void {
@@ -212,7 +222,11 @@ export class Metrics {
 
   state(model: string, version: number, state: ModelState): void {
     this.modelReady.set({ model, version: String(version) }, state === 'ready' ? 1 : 0);
-    if (state === 'unloaded' || state === 'failed') this.removeTelemetry(model, version);
+    if (state === 'unloaded' || state === 'failed') {
+      this.removeTelemetry(model, version);
+      // An unloaded version's queue is gone: its depth series would otherwise stay at its last value.
+      this.queueDepth.remove({ model, version: String(version) });
+    }
   }
 
   /** A sampled batch's telemetry output ([batch, layers, K or E]) → the router entropy / expert load gauges. */

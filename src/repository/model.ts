@@ -28,9 +28,9 @@ import type { ServingConfig, WeightsMode } from './serving.js';
 export type ModelState = 'loading' | 'warming' | 'ready' | 'retiring' | 'unloaded' | 'failed';
 
 export interface ModelObserver {
-  batch(model: string, e: BatchEvent): void;
-  drop(model: string, reason: 'deadline_exceeded' | 'client_cancelled'): void;
-  depth(model: string, depth: number): void;
+  batch(model: string, version: number, e: BatchEvent): void;
+  drop(model: string, version: number, reason: 'deadline_exceeded' | 'client_cancelled'): void;
+  depth(model: string, version: number, depth: number): void;
   loaded(model: string, version: number, seconds: number, warmupSeconds: number): void;
   state(model: string, version: number, state: ModelState): void;
   /** A load / reload that did not swap in: `reason` is a GoldenFailure or 'load_error'. */
@@ -146,9 +146,9 @@ export class ServedModel {
         maxQueueSize: args.serving.max_queue_size,
         maxQueueDelayMs: args.serving.max_queue_delay_ms,
         retryAfterS: args.retryAfterS,
-        onBatch: (e) => obs.batch(args.name, e),
-        onDrop: (reason) => obs.drop(args.name, reason),
-        onDepth: (d) => obs.depth(args.name, d),
+        onBatch: (e) => obs.batch(args.name, args.version, e),
+        onDrop: (reason) => obs.drop(args.name, args.version, reason),
+        onDepth: (d) => obs.depth(args.name, args.version, d),
       },
     );
   }

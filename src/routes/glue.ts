@@ -16,7 +16,7 @@ import {
   type GlueTexts,
 } from '../preprocess/glue.js';
 import type { ModelCard } from '../model/card.js';
-import type { TokenRow } from '../batching/collate.js';
+import { checkText, tokenRow } from '../inference/text.js';
 import { trackOf, type ServerContext } from './context.js';
 import { errorResponses } from './errors.js';
 import { timingSchema } from './schemas.js';
@@ -73,33 +73,6 @@ function pairItem(task: GlueTaskName, item: unknown, i: number): GlueTexts {
     if (err instanceof Error) err.message = `pairs[${i}]: ${err.message}`;
     throw err;
   }
-}
-
-/** False when the string holds a lone UTF-16 surrogate (JSON can carry one as an escape; UTF-8 cannot). */
-export function isWellFormed(s: string): boolean {
-  return !/\p{Cs}/u.test(s);
-}
-
-export function checkText(s: string, max: number, where: string): void {
-  if (s.length === 0) throw invalidInput('empty_text', `${where}: empty text`);
-  if (s.length > max)
-    throw new ServeError(
-      'payload_too_large',
-      'text_too_long',
-      `${where}: ${s.length} characters, at most ${max} accepted`,
-      { details: { limit: max } },
-    );
-  if (!isWellFormed(s))
-    throw invalidInput('invalid_text', `${where}: not well-formed Unicode (lone surrogate)`);
-}
-
-export function tokenRow(ids: readonly number[], types: readonly number[]): TokenRow {
-  return {
-    kind: 'tokens',
-    ids: BigInt64Array.from(ids, (v) => BigInt(v)),
-    mask: new BigInt64Array(ids.length).fill(1n),
-    types: BigInt64Array.from(types, (v) => BigInt(v)),
-  };
 }
 
 /** One row's answer: label + probabilities for a classifier, score for a regression head. */

@@ -1,8 +1,12 @@
 /**
  * Liveness and readiness (V2 paths, used by Kubernetes probes and the container HEALTHCHECK). Live: the process
- * answers. Ready: models loaded and warmed (policy `all`), and not draining.
+ * answers. Ready: see src/inference/v2-models.ts `serverReady` (policy `all`: every model loaded and warmed;
+ * `lazy`: no model's last load failed), and not draining. False is 400, as the V2 protocol's health convention
+ * says ("a 4xx status code indicates false") and Triton answers; the JSON body stays for operators (the Open
+ * Inference Protocol's `$ready_server_response` is JSON too). Kubernetes probes fail on any status ≥ 400.
  */
 import type { FastifyInstance } from 'fastify';
+import { serverReady } from '../inference/v2-models.js';
 
 const liveBody = { type: 'object', properties: { live: { type: 'boolean' } } } as const;
 const readyBody = {
@@ -36,19 +40,14 @@ export async function healthPlugin(app: FastifyInstance): Promise<void> {
     {
       schema: {
         summary:
-          'Readiness: 200 when every model is loaded and warmed and the server is not draining, else 503',
+          'Readiness: 200 when every model is ready (lazy policy: none failed to load) and the server is not draining, else 400',
         tags: ['health'],
-        response: { 200: readyBody, 503: readyBody },
+        response: { 200: readyBody, 400: readyBody },
       },
     },
     async (_req, reply) => {
-      const ready = ctx.models.ready() && !ctx.lifecycle.draining;
-      const models: Record<string, { loaded: number[]; loading: boolean; error: string | null }> = {};
-      for (const name of ctx.models.names()) {
-        const s = ctx.models.status(name)!;
-        models[name] = { loaded: s.loaded, loading: s.loading, error: s.error };
-      }
-      return reply.code(ready ? 200 : 503).send({ ready, draining: ctx.lifecycle.draining, models });
+      const r = serverReady(ctx);
+      return reply.code(r.ready ? 200 : 400).send(r);
     },
   );
 }

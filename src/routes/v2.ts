@@ -1,34 +1,36 @@
 /**
- * Open Inference Protocol V2 (KServe / Triton REST) for every model in the repository: server metadata,
- * model metadata and readiness (per version too), and inference with tensor inputs (FP32 pixels; INT64/INT32
- * token ids, masks, type ids) or BYTES text inputs that are tokenised server-side (`text`, optional
- * `text_pair`), plus Triton's binary tensor extension. Health endpoints live in health.ts.
+ * Open Inference Protocol V2 over HTTP (KServe / Triton REST): server metadata, model metadata, readiness, Triton
+ * model configuration and statistics, the model list, and inference with JSON tensors, Triton's binary tensor
+ * extension (incl. raw binary requests, `Inference-Header-Content-Length: 0`) and gzip / deflate request bodies.
+ * The protocol itself lives in src/inference/ (shared with gRPC); this plugin only translates HTTP to and from
+ * it. Health endpoints live in health.ts, the repository extension in v2-repository.ts.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Row } from '../batching/collate.js';
-import type { ModelCard } from '../model/card.js';
+import { promisify } from 'node:util';
+import { gunzip, inflate, inflateRaw } from 'node:zlib';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { invalidInput, ServeError } from '../observability/errors.js';
-import { imageRowShape } from '../repository/model.js';
-import { trackOf } from './context.js';
-import { errorResponses } from './errors.js';
-import { imageRows, tensorTokenRows, textRows, TEXT_INPUT, TEXT_PAIR_INPUT } from './v2-rows.js';
-import { modelNameParam, versionParam } from './schemas.js';
 import {
   decodeInputs,
   encodeResponse,
   splitBinaryBody,
   V2_DATATYPES,
-  type V2OutputTensor,
   type V2RequestJson,
-} from './v2-codec.js';
-
-const DTYPE_V2: Record<string, string> = {
-  float32: 'FP32',
-  int64: 'INT64',
-  int32: 'INT32',
-  uint8: 'UINT8',
-  bool: 'BOOL',
-};
+} from '../inference/v2-codec.js';
+import { inferV2, maxElements } from '../inference/v2-infer.js';
+import {
+  modelConfig,
+  modelMetadata,
+  modelNames,
+  modelReady,
+  modelStatistics,
+  serverMetadata,
+  servedEntry,
+} from '../inference/v2-models.js';
+import { imageRowShape } from '../repository/model.js';
+import { trackOf, type ServerContext } from './context.js';
+import { errorResponses } from './errors.js';
+import { modelNameParam, versionParam } from './schemas.js';
+import { v2RepositoryPlugin } from './v2-repository.js';
 
 const tensorMeta = {
   type: 'object',
@@ -95,7 +97,7 @@ const inferResponse = {
         type: 'object',
         properties: {
           ...tensorMeta.properties,
-          data: { type: 'array', items: { type: 'number' } },
+          data: { type: 'array', items: { type: ['number', 'string'] } },
           parameters: { type: 'object', additionalProperties: true },
         },
       },
@@ -103,59 +105,97 @@ const inferResponse = {
   },
 } as const;
 
-type ModelParams = { model: string; version?: string };
+const anyObject = { type: 'object', additionalProperties: true } as const;
 
-export function modelMetadata(name: string, versions: number[], card: ModelCard) {
-  const dims = (shape: (number | string)[]) => shape.map((d) => (typeof d === 'number' ? d : -1));
-  const inputs = card.inputs.map((t) => ({
-    name: t.name,
-    datatype: DTYPE_V2[t.dtype] ?? t.dtype,
-    shape: card.family === 'resnet' ? [-1, ...imageRowShape(card)] : dims(t.shape),
-  }));
-  if (card.family === 'bert')
-    inputs.push(
-      { name: TEXT_INPUT, datatype: 'BYTES', shape: [-1] },
-      { name: TEXT_PAIR_INPUT, datatype: 'BYTES', shape: [-1] },
-    );
-  return {
-    name,
-    versions: versions.map(String),
-    platform: 'onnxruntime_onnx',
-    inputs,
-    outputs: card.outputs.map((t) => ({
-      name: t.name,
-      datatype: DTYPE_V2[t.dtype] ?? t.dtype,
-      shape: dims(t.shape),
-    })),
-    parameters: {
-      family: card.family,
-      variant: card.variant,
-      source: card.source.kind,
-      labels: card.labels.length,
-      ...(card.family === 'bert'
-        ? {
-            text_inputs: `${TEXT_INPUT} (+ ${TEXT_PAIR_INPUT}) as BYTES, or token tensors`,
-            task: card.task ?? '',
-          }
-        : {}),
-    },
-  };
-}
+type ModelParams = { model: string; version?: string };
 
 function parseVersion(v: string | undefined): number | undefined {
   return v === undefined ? undefined : Number(v);
+}
+
+const gunzipAsync = promisify(gunzip);
+const inflateAsync = promisify(inflate);
+const inflateRawAsync = promisify(inflateRaw);
+
+/**
+ * A request body as sent (`Content-Encoding` absent / identity) or decompressed (gzip, deflate: zlib-wrapped
+ * as RFC 9110 says, raw deflate accepted too). The decompressed size is held to the body limit, so a small
+ * compressed bomb stops at `maxBytes` (413) instead of filling memory.
+ */
+export async function decodeContent(
+  body: Buffer,
+  encoding: string | string[] | undefined,
+  maxBytes: number,
+): Promise<Buffer> {
+  const e = (Array.isArray(encoding) ? encoding.join(',') : (encoding ?? '')).trim().toLowerCase();
+  if (e === '' || e === 'identity') return body;
+  const opts = { maxOutputLength: maxBytes };
+  try {
+    if (e === 'gzip' || e === 'x-gzip') return await gunzipAsync(body, opts);
+    if (e === 'deflate')
+      return await inflateAsync(body, opts).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'Z_DATA_ERROR') return inflateRawAsync(body, opts);
+        throw err;
+      });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError)
+      throw new ServeError(
+        'payload_too_large',
+        'body_too_large',
+        `decompressed request body exceeds ${maxBytes} bytes`,
+        { details: { limit: maxBytes } },
+      );
+    throw invalidInput(
+      'invalid_content_encoding',
+      `request body is not valid ${e}: ${(err as Error).message}`,
+    );
+  }
+  throw new ServeError(
+    'unsupported_media_type',
+    'unsupported_content_encoding',
+    `Content-Encoding "${e}" is not supported (gzip, deflate, identity)`,
+  );
+}
+
+/**
+ * Triton's raw binary request: the body is the model's one input, batch 1, and every output comes back binary.
+ * Only models with a single non-BYTES input qualify (image models); text models take three token tensors.
+ */
+function rawBinaryRequest(ctx: ServerContext, params: ModelParams, bytes: number): V2RequestJson {
+  const { card } = servedEntry(ctx, params.model, parseVersion(params.version));
+  if (card.family !== 'resnet' || card.inputs.length !== 1)
+    throw invalidInput(
+      'raw_binary_unsupported',
+      `model ${params.model} has ${card.inputs.length} inputs; a raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one`,
+    );
+  return {
+    inputs: [
+      {
+        name: card.inputs[0]!.name,
+        datatype: 'FP32',
+        shape: [1, ...imageRowShape(card)],
+        parameters: { binary_data_size: bytes },
+      },
+    ],
+    parameters: { binary_data_output: true },
+  };
 }
 
 const tails = new WeakMap<FastifyRequest, Buffer | null>();
 
 export async function v2Plugin(app: FastifyInstance): Promise<void> {
   const ctx = app.padserve;
-  const maxRows = ctx.limits.maxPairsPerRequest;
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(
     '*',
     { parseAs: 'buffer', bodyLimit: ctx.limits.maxBodyBytes },
-    (_req, body, done) => done(null, body),
+    (req, body, done) => {
+      decodeContent(body as Buffer, req.headers['content-encoding'], ctx.limits.maxBodyBytes).then(
+        (b) => done(null, b),
+        (err: Error) => done(err, undefined),
+      );
+    },
   );
 
   app.get(
@@ -176,11 +216,21 @@ export async function v2Plugin(app: FastifyInstance): Promise<void> {
         },
       },
     },
-    async () => ({
-      name: 'padserve',
-      version: ctx.version,
-      extensions: ['binary_tensor_data'],
-    }),
+    async () => serverMetadata(ctx),
+  );
+
+  app.get(
+    '/v2/models',
+    {
+      schema: {
+        summary: "Model names (KServe's model list; Triton's is POST /v2/repository/index)",
+        tags: ['v2'],
+        response: {
+          200: { type: 'object', properties: { models: { type: 'array', items: { type: 'string' } } } },
+        },
+      },
+    },
+    async () => modelNames(ctx),
   );
 
   const metaSchema = (withVersion: boolean) => ({
@@ -191,25 +241,13 @@ export async function v2Plugin(app: FastifyInstance): Promise<void> {
       properties: { model: modelNameParam, ...(withVersion ? { version: versionParam } : {}) },
     },
   });
+  const versioned = (suffix: string) => [
+    `/v2/models/:model${suffix}`,
+    `/v2/models/:model/versions/:version${suffix}`,
+  ];
 
-  /** The repository entry and requested version of a model route; 404 for an unknown model or version. */
-  const servedEntry = ({ model, version }: ModelParams) => {
-    const entry = ctx.models.entry(model);
-    if (!entry) throw new ServeError('not_found', 'unknown_model', `unknown model "${model}"`);
-    const v = parseVersion(version);
-    if (v !== undefined && !entry.served.includes(v))
-      throw new ServeError('not_found', 'unknown_version', `model ${model} has no served version ${v}`);
-    return { entry, v };
-  };
-
-  const metadata = async (req: FastifyRequest<{ Params: ModelParams }>) => {
-    const { model } = req.params;
-    const { entry, v } = servedEntry(req.params);
-    const card = entry.versions.find((x) => x.version === (v ?? entry.served.at(-1)))!.card;
-    return modelMetadata(model, entry.served, card);
-  };
-  for (const path of ['/v2/models/:model', '/v2/models/:model/versions/:version']) {
-    app.get(
+  for (const path of versioned('')) {
+    app.get<{ Params: ModelParams }>(
       path,
       {
         schema: {
@@ -218,93 +256,99 @@ export async function v2Plugin(app: FastifyInstance): Promise<void> {
           response: { 200: metadataSchema, ...errorResponses(404) },
         },
       },
-      metadata,
+      async (req) => modelMetadata(ctx, req.params.model, parseVersion(req.params.version)),
     );
   }
 
-  const ready = async (
-    req: FastifyRequest<{ Params: ModelParams }>,
-    reply: import('fastify').FastifyReply,
-  ) => {
-    const { model } = req.params;
-    const { v } = servedEntry(req.params);
-    const m = ctx.models.peek(model, v);
-    const ok = !!m && m.state === 'ready' && !ctx.lifecycle.draining;
-    return reply.code(ok ? 200 : 503).send({ name: model, ready: ok });
-  };
-  for (const path of ['/v2/models/:model/ready', '/v2/models/:model/versions/:version/ready']) {
-    const readyBody = {
-      type: 'object',
-      properties: { name: { type: 'string' }, ready: { type: 'boolean' } },
-    };
-    app.get(
+  for (const path of versioned('/config')) {
+    app.get<{ Params: ModelParams }>(
       path,
       {
         schema: {
           ...metaSchema(path.includes(':version')),
-          summary: 'Model readiness (200 ready, 503 not)',
-          response: { 200: readyBody, 503: readyBody, ...errorResponses(404) },
+          summary: 'Triton model configuration (model_config.proto as JSON; what perf_analyzer reads)',
+          response: { 200: anyObject, ...errorResponses(404) },
         },
       },
-      ready,
+      async (req) => modelConfig(ctx, req.params.model, parseVersion(req.params.version)),
+    );
+  }
+
+  app.get(
+    '/v2/models/stats',
+    {
+      schema: {
+        summary: 'Inference statistics of every served model version (Triton statistics extension)',
+        tags: ['v2'],
+        response: { 200: anyObject },
+      },
+    },
+    async () => modelStatistics(ctx),
+  );
+  for (const path of versioned('/stats')) {
+    app.get<{ Params: ModelParams }>(
+      path,
+      {
+        schema: {
+          ...metaSchema(path.includes(':version')),
+          summary: 'Inference statistics of a model (all served versions, or one)',
+          response: { 200: anyObject, ...errorResponses(404) },
+        },
+      },
+      async (req) => modelStatistics(ctx, req.params.model, parseVersion(req.params.version)),
+    );
+  }
+
+  const readyBody = {
+    type: 'object',
+    properties: { name: { type: 'string' }, ready: { type: 'boolean' } },
+  };
+  for (const path of versioned('/ready')) {
+    app.get<{ Params: ModelParams }>(
+      path,
+      {
+        schema: {
+          ...metaSchema(path.includes(':version')),
+          summary: 'Model readiness (200 ready, 400 not: the V2 health convention)',
+          response: { 200: readyBody, 400: readyBody, ...errorResponses(404) },
+        },
+      },
+      async (req, reply) => {
+        const ok = modelReady(ctx, req.params.model, parseVersion(req.params.version));
+        return reply.code(ok ? 200 : 400).send({ name: req.params.model, ready: ok });
+      },
     );
   }
 
   const infer = async (
     req: FastifyRequest<{ Params: ModelParams; Body: V2RequestJson }>,
-    reply: import('fastify').FastifyReply,
+    reply: FastifyReply,
   ) => {
     const track = trackOf(req);
-    const { model: name, version } = req.params;
-    const model = await ctx.models.get(name, parseVersion(version));
-    track.model = name;
-    const card = model.card;
     const body = req.body;
-    const known = card.outputs.map((o) => o.name);
-    for (const o of body.outputs ?? [])
-      if (!known.includes(o.name))
-        throw invalidInput('unknown_output', `unknown output ${o.name} (outputs: ${known.join(', ')})`);
-
     const t0 = performance.now();
-    const maxElements = Math.floor(ctx.limits.maxBodyBytes / 4);
-    const inputs = decodeInputs(body, tails.get(req) ?? null, maxElements);
-    let rows: Row[];
-    if (card.family !== 'bert') rows = imageRows(card, inputs, maxRows);
-    else if (inputs.some((t) => t.datatype === 'BYTES')) rows = await textRows(ctx, model, inputs, maxRows);
-    else rows = tensorTokenRows(model, inputs, maxRows);
+    const decoded = decodeInputs(body, tails.get(req) ?? null, maxElements(ctx));
+    const inputs = decoded.map((t, i) => ({ ...t, parameters: body.inputs[i]!.parameters }));
     track.preprocessMs = performance.now() - t0;
-    track.checkDeadline();
-
-    // A version swapped out by a reload hands over to its successor, unless the client asked for this version.
-    const target = model.current();
-    if (version !== undefined && target.version !== model.version) {
-      throw new ServeError('not_ready', 'model_not_ready', `model ${name} version ${version} was unloaded`, {
-        retryAfterS: 1,
-      });
-    }
-    const results = await target.infer(rows, track.submit);
-    track.absorb(results);
-
-    const t1 = performance.now();
-    const names = body.outputs?.length ? body.outputs.map((o) => o.name) : known;
-    const outputs: V2OutputTensor[] = names.map((n) => {
-      const first = results[0]!.value[n]!;
-      const width = first.data.length;
-      const data = new Float32Array(width * results.length);
-      results.forEach((r, i) => data.set(r.value[n]!.data, i * width));
-      return { name: n, datatype: 'FP32', shape: [results.length, ...first.shape], data };
-    });
-    const { body: out, headerLength } = encodeResponse(
-      { model_name: name, model_version: String(target.version) },
-      body,
-      outputs,
+    const res = await inferV2(
+      ctx,
+      req.params.model,
+      parseVersion(req.params.version),
+      { id: body.id, parameters: body.parameters, inputs, outputs: body.outputs },
+      track,
     );
-    track.postprocessMs = performance.now() - t1;
+    const t1 = performance.now();
+    const { body: out, headerLength } = encodeResponse(
+      { model_name: res.model_name, model_version: res.model_version },
+      body,
+      res.outputs,
+    );
+    track.postprocessMs += performance.now() - t1;
     if (headerLength !== null)
       reply.header('inference-header-content-length', String(headerLength)).type('application/octet-stream');
     return reply.send(out);
   };
-  for (const path of ['/v2/models/:model/infer', '/v2/models/:model/versions/:version/infer']) {
+  for (const path of versioned('/infer')) {
     app.post(
       path,
       {
@@ -314,19 +358,24 @@ export async function v2Plugin(app: FastifyInstance): Promise<void> {
           const raw = req.body;
           if (!Buffer.isBuffer(raw)) throw invalidInput('empty_body', 'missing request body');
           const { json, tail } = splitBinaryBody(raw, req.headers['inference-header-content-length']);
-          req.body = json as V2RequestJson;
+          req.body =
+            json === null
+              ? rawBinaryRequest(ctx, req.params as ModelParams, raw.length)
+              : (json as V2RequestJson);
           tails.set(req, tail);
         },
         schema: {
           ...metaSchema(path.includes(':version')),
           summary:
-            'Inference (JSON tensors, or the binary tensor extension with Inference-Header-Content-Length)',
+            'Inference (JSON tensors, or the binary tensor extension with Inference-Header-Content-Length; 0 = raw binary)',
           consumes: ['application/json', 'application/octet-stream'],
           body: inferBody,
-          response: { 200: inferResponse, ...errorResponses(400, 404, 413, 429, 500, 503, 504) },
+          response: { 200: inferResponse, ...errorResponses(400, 404, 413, 415, 429, 500, 503, 504) },
         },
       },
       infer,
     );
   }
+
+  await app.register(v2RepositoryPlugin);
 }

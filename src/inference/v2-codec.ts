@@ -1,9 +1,11 @@
 /**
- * Open Inference Protocol V2 tensors in and out: JSON `data` (flat or nested, row-major) and Triton's binary
- * tensor extension (`Inference-Header-Content-Length: N`: N bytes of JSON, then each input with
+ * Open Inference Protocol V2 tensors in and out, transport-neutral: JSON `data` (flat or nested, row-major) and
+ * Triton's binary tensor extension (`Inference-Header-Content-Length: N`: N bytes of JSON, then each input with
  * `parameters.binary_data_size` as raw little-endian bytes in input order; BYTES elements are a 4-byte
- * little-endian length + the bytes). Validation is strict: datatype, shape (non-negative integers, element count
- * that fits the limits), data length, finite floats, UTF-8 text; every problem is a 400 with a code.
+ * little-endian length + the bytes). `decodeJsonTensor` / `decodeRawTensor` decode one tensor (the gRPC
+ * `contents` / `raw_input_contents` use them too). Validation is strict: datatype, shape (non-negative
+ * integers, element count that fits the limits), data length, finite floats, integer ranges, UTF-8 text; every
+ * problem is a 400 with a code.
  */
 import { invalidInput, ServeError } from '../observability/errors.js';
 
@@ -24,10 +26,19 @@ export const V2_DATATYPES = [
 ] as const;
 export type V2Datatype = (typeof V2_DATATYPES)[number];
 
-/** Datatypes the server decodes (what its models take). */
-const SUPPORTED = ['FP32', 'INT64', 'INT32', 'BYTES'] as const;
-type Supported = (typeof SUPPORTED)[number];
-const ELEMENT_BYTES: Record<Exclude<Supported, 'BYTES'>, number> = { FP32: 4, INT64: 8, INT32: 4 };
+/** Datatypes the server decodes (what its models take: pixels as FP32 / FP16 / UINT8, token ids, text). */
+export const SUPPORTED_DATATYPES = ['FP32', 'FP16', 'UINT8', 'INT64', 'INT32', 'BYTES'] as const;
+export type SupportedDatatype = (typeof SUPPORTED_DATATYPES)[number];
+type Supported = SupportedDatatype;
+const ELEMENT_BYTES: Record<Exclude<Supported, 'BYTES'>, number> = {
+  FP32: 4,
+  FP16: 2,
+  UINT8: 1,
+  INT64: 8,
+  INT32: 4,
+};
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
 
 export interface V2InputJson {
   name: string;
@@ -44,8 +55,10 @@ export interface V2RequestJson {
   outputs?: { name: string; parameters?: Record<string, unknown> }[];
 }
 
+/** A decoded input tensor. FP16 arrives widened to float32 (its values are exactly representable). */
 export type DecodedTensor =
-  | { name: string; datatype: 'FP32'; shape: number[]; data: Float32Array }
+  | { name: string; datatype: 'FP32' | 'FP16'; shape: number[]; data: Float32Array }
+  | { name: string; datatype: 'UINT8'; shape: number[]; data: Uint8Array }
   | { name: string; datatype: 'INT64' | 'INT32'; shape: number[]; data: BigInt64Array }
   | { name: string; datatype: 'BYTES'; shape: number[]; data: string[] };
 
@@ -62,6 +75,8 @@ export function splitBinaryBody(
       `Inference-Header-Content-Length ${String(headerLength)} does not fit a body of ${body.length} bytes`,
     );
   }
+  // Raw binary request: the body is the one input tensor, without a JSON header (see rawBinaryRequest).
+  if (n === 0) return { json: null, tail: body };
   return { json: parseJson(body.subarray(0, n)), tail: body.subarray(n) };
 }
 
@@ -74,15 +89,17 @@ function parseJson(buf: Buffer): unknown {
   }
 }
 
-function checkShape(input: V2InputJson, maxElements: number): number {
+/** Checks a tensor's shape; returns its element count. */
+export function checkShape(input: { name: string; shape: unknown }, maxElements: number): number {
   if (!Array.isArray(input.shape))
     throw invalidInput('invalid_shape', `input ${input.name}: shape must be an array`);
+  const shape: unknown[] = input.shape;
   let n = 1;
-  for (const d of input.shape) {
+  for (const d of shape) {
     if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
       throw invalidInput(
         'invalid_shape',
-        `input ${input.name}: shape [${input.shape.join(', ')}] has an invalid dimension ${JSON.stringify(d)} (non-negative integers only)`,
+        `input ${input.name}: shape [${shape.join(', ')}] has an invalid dimension ${JSON.stringify(d)} (non-negative integers only)`,
       );
     }
     n *= d;
@@ -112,15 +129,7 @@ export function decodeInputs(req: V2RequestJson, tail: Buffer | null, maxElement
   for (const input of req.inputs) {
     if (seen.has(input.name)) throw invalidInput('duplicate_input', `input ${input.name} given twice`);
     seen.add(input.name);
-    if (!(V2_DATATYPES as readonly string[]).includes(input.datatype))
-      throw invalidInput('invalid_datatype', `input ${input.name}: unknown datatype ${input.datatype}`);
-    if (!(SUPPORTED as readonly string[]).includes(input.datatype)) {
-      throw invalidInput(
-        'unsupported_datatype',
-        `input ${input.name}: datatype ${input.datatype} is not taken by padserve models (FP32, INT64, INT32, BYTES)`,
-      );
-    }
-    const dt = input.datatype as Supported;
+    const dt = checkDatatype(input.name, input.datatype);
     const n = checkShape(input, maxElements);
     const shape = [...input.shape];
     const binSize = input.parameters?.binary_data_size;
@@ -145,18 +154,11 @@ export function decodeInputs(req: V2RequestJson, tail: Buffer | null, maxElement
         throw invalidInput('invalid_data', `input ${input.name}: both data and binary_data_size given`);
       const bytes = tail.subarray(offset, offset + binSize);
       offset += binSize;
-      out.push(decodeBinary(input.name, dt, shape, n, bytes));
+      out.push(decodeRawTensor(input.name, dt, shape, n, bytes));
     } else {
       if (input.data === undefined)
         throw invalidInput('missing_data', `input ${input.name}: no data (JSON "data" or binary_data_size)`);
-      const flat: unknown[] = [];
-      flatten(input.data, flat, input.name);
-      if (flat.length !== n)
-        throw invalidInput(
-          'data_length_mismatch',
-          `input ${input.name}: ${flat.length} values for shape [${shape.join(', ')}] (${n} expected)`,
-        );
-      out.push(decodeJson(input.name, dt, shape, flat));
+      out.push(decodeJsonTensor(input.name, dt, shape, n, input.data));
     }
   }
   if (tail && offset !== tail.length)
@@ -164,14 +166,55 @@ export function decodeInputs(req: V2RequestJson, tail: Buffer | null, maxElement
   return out;
 }
 
-function decodeJson(name: string, dt: Supported, shape: number[], flat: unknown[]): DecodedTensor {
-  if (dt === 'FP32') {
+/** A datatype name the server decodes, or a 400 (`invalid_datatype` unknown, `unsupported_datatype` not taken). */
+export function checkDatatype(name: string, datatype: string): Supported {
+  if (!(V2_DATATYPES as readonly string[]).includes(datatype))
+    throw invalidInput('invalid_datatype', `input ${name}: unknown datatype ${datatype}`);
+  if (!(SUPPORTED_DATATYPES as readonly string[]).includes(datatype)) {
+    throw invalidInput(
+      'unsupported_datatype',
+      `input ${name}: datatype ${datatype} is not taken by padserve models (${SUPPORTED_DATATYPES.join(', ')})`,
+    );
+  }
+  return datatype as Supported;
+}
+
+/** One tensor from JSON `data` (flat or nested) of `n` elements. */
+export function decodeJsonTensor(
+  name: string,
+  dt: Supported,
+  shape: number[],
+  n: number,
+  json: unknown,
+): DecodedTensor {
+  const flat: unknown[] = [];
+  flatten(json, flat, name);
+  if (flat.length !== n)
+    throw invalidInput(
+      'data_length_mismatch',
+      `input ${name}: ${flat.length} values for shape [${shape.join(', ')}] (${n} expected)`,
+    );
+  if (dt === 'FP32' || dt === 'FP16') {
     const data = new Float32Array(flat.length);
     flat.forEach((v, i) => {
-      if (typeof v !== 'number' || !Number.isFinite(v))
+      // FP16 values are rounded to half precision, as a half tensor holds them (65520 and beyond: infinite).
+      const x = typeof v === 'number' && dt === 'FP16' ? halfToFloat(floatToHalf(v)) : v;
+      if (typeof x !== 'number' || !Number.isFinite(x))
         throw invalidInput(
           'non_finite_value',
-          `input ${name}: element ${i} is ${JSON.stringify(v)}, expected a finite number`,
+          `input ${name}: element ${i} is ${JSON.stringify(v)}, expected a finite number${dt === 'FP16' ? ' within FP16 range' : ''}`,
+        );
+      data[i] = x;
+    });
+    return { name, datatype: dt, shape, data };
+  }
+  if (dt === 'UINT8') {
+    const data = new Uint8Array(flat.length);
+    flat.forEach((v, i) => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 255)
+        throw invalidInput(
+          'invalid_data',
+          `input ${name}: element ${i} is ${JSON.stringify(v)}, expected an integer in [0, 255] (UINT8)`,
         );
       data[i] = v;
     });
@@ -187,7 +230,11 @@ function decodeJson(name: string, dt: Supported, shape: number[], flat: unknown[
   }
   const data = new BigInt64Array(flat.length);
   flat.forEach((v, i) => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || (dt === 'INT32' && Math.abs(v) > 2 ** 31)) {
+    if (
+      typeof v !== 'number' ||
+      !Number.isSafeInteger(v) ||
+      (dt === 'INT32' && (v < INT32_MIN || v > INT32_MAX))
+    ) {
       throw invalidInput(
         'invalid_data',
         `input ${name}: element ${i} is ${JSON.stringify(v)}, expected an integer (${dt})`,
@@ -198,14 +245,21 @@ function decodeJson(name: string, dt: Supported, shape: number[], flat: unknown[
   return { name, datatype: dt, shape, data };
 }
 
-function decodeBinary(name: string, dt: Supported, shape: number[], n: number, bytes: Buffer): DecodedTensor {
+/** One tensor from its raw little-endian bytes (binary extension tail, gRPC `raw_input_contents`). */
+export function decodeRawTensor(
+  name: string,
+  dt: Supported,
+  shape: number[],
+  n: number,
+  bytes: Uint8Array,
+): DecodedTensor {
   if (dt === 'BYTES') {
     const data: string[] = [];
     let o = 0;
     while (o < bytes.length) {
       if (o + 4 > bytes.length)
         throw invalidInput('invalid_binary_data', `input ${name}: truncated BYTES element length`);
-      const len = bytes.readUInt32LE(o);
+      const len = new DataView(bytes.buffer, bytes.byteOffset + o, 4).getUint32(0, true);
       o += 4;
       if (o + len > bytes.length)
         throw invalidInput(
@@ -244,6 +298,20 @@ function decodeBinary(name: string, dt: Supported, shape: number[], n: number, b
         );
     return { name, datatype: dt, shape, data };
   }
+  if (dt === 'UINT8') return { name, datatype: dt, shape, data: copy };
+  if (dt === 'FP16') {
+    const half = new Uint16Array(copy.buffer);
+    const data = new Float32Array(half.length);
+    for (let i = 0; i < half.length; i++) {
+      data[i] = halfToFloat(half[i]!);
+      if (!Number.isFinite(data[i]!))
+        throw invalidInput(
+          'non_finite_value',
+          `input ${name}: element ${i} is ${data[i]}, expected a finite number`,
+        );
+    }
+    return { name, datatype: dt, shape, data };
+  }
   if (dt === 'INT32')
     return {
       name,
@@ -254,11 +322,22 @@ function decodeBinary(name: string, dt: Supported, shape: number[], n: number, b
   return { name, datatype: dt, shape, data: new BigInt64Array(copy.buffer) };
 }
 
-export interface V2OutputTensor {
-  name: string;
-  datatype: 'FP32';
-  shape: number[];
-  data: Float32Array;
+/** An output tensor: model outputs are FP32; classification outputs are BYTES ("value:index[:label]"). */
+export type V2OutputTensor =
+  | { name: string; datatype: 'FP32'; shape: number[]; data: Float32Array }
+  | { name: string; datatype: 'BYTES'; shape: number[]; data: string[] };
+
+/** Raw little-endian bytes of an output (binary extension, gRPC `raw_output_contents`). */
+export function outputBytes(o: V2OutputTensor): Buffer {
+  if (o.datatype === 'FP32') return Buffer.from(o.data.buffer, o.data.byteOffset, o.data.byteLength);
+  const parts: Buffer[] = [];
+  for (const s of o.data) {
+    const b = Buffer.from(s, 'utf8');
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(b.length);
+    parts.push(len, b);
+  }
+  return Buffer.concat(parts);
 }
 
 /** Whether the client asked for binary outputs (per output, or request-wide `binary_data_output`). */
@@ -277,7 +356,7 @@ export function encodeResponse(
   const binaries: Buffer[] = [];
   const outJson = outputs.map((o) => {
     if (wantsBinary(req, o.name)) {
-      const b = Buffer.from(o.data.buffer, o.data.byteOffset, o.data.byteLength);
+      const b = outputBytes(o);
       binaries.push(b);
       return {
         name: o.name,
@@ -286,10 +365,50 @@ export function encodeResponse(
         parameters: { binary_data_size: b.length },
       };
     }
-    return { name: o.name, datatype: o.datatype, shape: o.shape, data: Array.from(o.data) };
+    return { name: o.name, datatype: o.datatype, shape: o.shape, data: Array.from<number | string>(o.data) };
   });
   const json = { ...head, ...(req.id !== undefined ? { id: req.id } : {}), outputs: outJson };
   if (!binaries.length) return { body: json, headerLength: null };
   const header = Buffer.from(JSON.stringify(json), 'utf8');
   return { body: Buffer.concat([header, ...binaries]), headerLength: header.length };
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** IEEE 754 binary16 bits → number. */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** number → IEEE 754 binary16 bits, round to nearest even (via float32; overflow → infinity). */
+export function floatToHalf(x: number): number {
+  f32[0] = x;
+  const b = u32[0]!;
+  const sign = (b >>> 16) & 0x8000;
+  const exp = (b >>> 23) & 0xff;
+  let frac = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (frac ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    frac |= 0x800000;
+    const shift = 14 - e;
+    let h = frac >> shift;
+    const rem = frac & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (frac >> 13);
+  const rem = frac & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+  e = h >> 10;
+  return sign | (e >= 0x1f ? 0x7c00 : h);
 }

@@ -1,15 +1,20 @@
 /**
- * V2 inference inputs → batcher rows: FP32 pixel tensors for image models; INT64/INT32 token tensors or BYTES
- * text (tokenised server-side) for text models. Checks everything against the model: names, datatypes, ranks,
- * row shapes, sequence length, id / mask / type ranges, batch limits.
+ * V2 inference inputs → batcher rows: pixel tensors for image models (FP32 / FP16 already normalised, NCHW; or
+ * UINT8 0–255 in NCHW `[n, C, H, W]` or NHWC `[n, H, W, C]`, normalised here with the card's scale / mean / std);
+ * INT64/INT32 token tensors or BYTES text (tokenised server-side) for text models. Checks everything against the
+ * model: names, datatypes, ranks, row shapes, sequence length, id / mask / type ranges, batch limits.
+ *
+ * Text models take one of two input sets, never a mix (400 `mixed_inputs`): token tensors (`input_ids`, with
+ * optional `attention_mask` (default all 1) and `token_type_ids` (default all 0)), or BYTES `text` with an
+ * optional `text_pair`.
  */
 import type { ImageRow, Row, TokenRow } from '../batching/collate.js';
 import type { ModelCard } from '../model/card.js';
 import { invalidInput } from '../observability/errors.js';
 import { imageRowShape, type ServedModel } from '../repository/model.js';
-import type { ServerContext } from './context.js';
-import { checkText, tokenRow } from './glue.js';
+import { checkText, tokenRow } from './text.js';
 import type { DecodedTensor } from './v2-codec.js';
+import type { InferenceContext } from './v2-context.js';
 
 export const TEXT_INPUT = 'text';
 export const TEXT_PAIR_INPUT = 'text_pair';
@@ -25,22 +30,44 @@ function batchOf(t: DecodedTensor, rank: number, maxRows: number): number {
 }
 
 export function imageRows(card: ModelCard, inputs: DecodedTensor[], maxRows: number): Row[] {
+  if (card.family !== 'resnet') throw new Error('not an image model');
   const spec = card.inputs[0]!;
   const t = inputs.find((x) => x.name === spec.name);
   const extra = inputs.find((x) => x.name !== spec.name);
   if (extra) throw invalidInput('unknown_input', `model takes only ${spec.name}, got ${extra.name}`);
   if (!t) throw invalidInput('missing_input', `missing input ${spec.name}`);
-  if (t.datatype !== 'FP32')
-    throw invalidInput('wrong_datatype', `input ${t.name} must be FP32, got ${t.datatype}`);
+  if (t.datatype !== 'FP32' && t.datatype !== 'FP16' && t.datatype !== 'UINT8')
+    throw invalidInput('wrong_datatype', `input ${t.name} must be FP32, FP16 or UINT8, got ${t.datatype}`);
   const n = batchOf(t, spec.shape.length, maxRows);
   const want = imageRowShape(card);
-  if (t.shape.slice(1).some((d, i) => d !== want[i])) {
+  const same = (shape: number[]) => t.shape.slice(1).every((d, i) => d === shape[i]);
+  const [c, h, w] = want as [number, number, number];
+  const nhwc = t.datatype === 'UINT8' && want.length === 3 && !same(want) && same([h, w, c]);
+  if (!same(want) && !nhwc) {
     throw invalidInput(
       'invalid_shape',
-      `input ${t.name}: shape [${t.shape.join(', ')}], expected [n, ${want.join(', ')}]`,
+      `input ${t.name}: shape [${t.shape.join(', ')}], expected [n, ${want.join(', ')}]${t.datatype === 'UINT8' ? ` (NCHW) or [n, ${h}, ${w}, ${c}] (NHWC)` : ''}`,
     );
   }
   const plane = t.data.length / n;
+  if (t.datatype === 'UINT8') {
+    const { scale, mean, std } = card.preprocess;
+    const px = t.data;
+    const hw = h * w;
+    return Array.from({ length: n }, (_, i) => {
+      const data = new Float32Array(plane);
+      const base = i * plane;
+      for (let ch = 0; ch < c; ch++) {
+        const m = mean[ch] ?? 0;
+        const sd = std[ch] ?? 1;
+        for (let p = 0; p < hw; p++) {
+          const v = nhwc ? px[base + p * c + ch]! : px[base + ch * hw + p]!;
+          data[ch * hw + p] = (v * scale - m) / sd;
+        }
+      }
+      return { kind: 'image', data } satisfies ImageRow;
+    });
+  }
   return Array.from(
     { length: n },
     (_, i) =>
@@ -117,7 +144,7 @@ export function tensorTokenRows(model: ServedModel, inputs: DecodedTensor[], max
 }
 
 export async function textRows(
-  ctx: ServerContext,
+  ctx: InferenceContext,
   model: ServedModel,
   inputs: DecodedTensor[],
   maxRows: number,
