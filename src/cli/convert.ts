@@ -4,6 +4,7 @@
  */
 import { statSync } from 'node:fs';
 import { CliError, parse } from './args.js';
+import { GRAPH_OPTIONS, GRAPH_USAGE, parseGraphOptions } from './graph-options.js';
 
 const USAGE = `usage: padserve convert <checkpoint-file | bert-folder> --out <model-dir> [options]
 
@@ -11,7 +12,8 @@ const USAGE = `usage: padserve convert <checkpoint-file | bert-folder> --out <mo
   --name NAME            model name in its card (default: the folder's name)
   --labels FILE          labels, one per line (default: from the checkpoint / config.json, else "0".."n-1")
   --preprocess FILE      image preprocessing JSON for ResNet models (default: ImageNet)
-  --temperature T        override the router temperature (default: the checkpoint's own)`;
+  --temperature T        override the router temperature (default: the checkpoint's own)
+${GRAPH_USAGE}`;
 
 export async function run(argv: string[]): Promise<void> {
   const { values, positionals } = parse(
@@ -22,6 +24,7 @@ export async function run(argv: string[]): Promise<void> {
       labels: { type: 'string' },
       preprocess: { type: 'string' },
       temperature: { type: 'string' },
+      ...GRAPH_OPTIONS,
     },
     USAGE,
   );
@@ -39,6 +42,7 @@ export async function run(argv: string[]): Promise<void> {
     labelsFile: values.labels,
     preprocessFile: values.preprocess,
     temperature: values.temperature,
+    graph: parseGraphOptions(values),
   };
   const { convertCommand } = isDir
     ? await import('../convert/bert/command.js')

@@ -7,9 +7,15 @@ import { basename, join } from 'node:path';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { GraphBuilder } from '../onnx/builder.js';
-import { writeModel } from '../onnx/serialize.js';
+import { writeModel, type WrittenModel } from '../onnx/serialize.js';
 import { DEFAULT_OPSET } from '../onnx/proto.js';
-import { MODEL_CARD_FORMAT, MODEL_CARD_VERSION, type GraphFiles, type ModelCard } from './card.js';
+import {
+  graphFiles,
+  MODEL_CARD_FORMAT,
+  MODEL_CARD_VERSION,
+  type GraphFiles,
+  type ModelCard,
+} from './card.js';
 
 export const CARD_FILE = 'config.json';
 export const GRAPH_FILE = 'model.onnx';
@@ -28,6 +34,25 @@ export interface WriteFolderOptions {
   parameters?: number;
   maxRunBatch?: number | null;
   externalThresholdBytes?: number;
+  /** Description of the form (GraphFiles.form). */
+  form?: string;
+  /** A CUDA form written next to the CPU one (card.cudaGraph). */
+  cuda?: GraphForm;
+}
+
+/**
+ * One form of a model's graph: a single graph (`graph`), or bucket graphs each built on demand (`buckets`, built,
+ * written and dropped one at a time, so only one graph's weights are in memory), all sharing one weights file.
+ */
+export interface GraphForm {
+  /** File stem: `model` → model.onnx / model.b<B>.onnx and model.onnx.data. */
+  stem: string;
+  graph?: GraphBuilder;
+  buckets?: { batch: number; build: () => GraphBuilder }[];
+  parameters?: number;
+  maxRunBatch?: number | null;
+  form?: string;
+  externalThresholdBytes?: number;
 }
 
 /**
@@ -41,26 +66,77 @@ export function writeModelFolder(
   opts: WriteFolderOptions = {},
 ): ModelCard {
   // Unique per host and process: replicas sharing one volume must not clobber each other's half-written folders.
+  const { cuda, ...cpu } = opts;
+  return writeModelForms(dir, draft, { stem: 'model', graph: g, ...cpu }, cuda);
+}
+
+/** `writeModelFolder` for any forms: the CPU form (card.graph) and optionally a CUDA form (card.cudaGraph). */
+export function writeModelForms(dir: string, draft: CardDraft, cpu: GraphForm, cuda?: GraphForm): ModelCard {
+  // Unique per host and process: replicas sharing one volume must not clobber each other's half-written folders.
   const tmp = `${dir}.tmp-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
   mkdirSync(tmp, { recursive: true });
-  const written = writeModel(g, join(tmp, GRAPH_FILE), {
-    producer: 'padserve',
-    metadata: { family: draft.family, variant: draft.variant, source: draft.source.kind },
-    externalThresholdBytes: opts.externalThresholdBytes,
-  });
-  const graph: GraphFiles = {
-    file: GRAPH_FILE,
+  try {
+    const graph = writeForm(tmp, draft, cpu);
+    const cudaGraph = cuda ? writeForm(tmp, draft, cuda) : undefined;
+    const card = {
+      format: MODEL_CARD_FORMAT,
+      formatVersion: MODEL_CARD_VERSION,
+      ...draft,
+      graph,
+      ...(cudaGraph ? { cudaGraph } : {}),
+    } as ModelCard;
+    writeFileSync(join(tmp, CARD_FILE), `${JSON.stringify(card, null, 2)}\n`);
+    replaceFolder(tmp, dir);
+    return card;
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+function writeForm(tmp: string, draft: CardDraft, form: GraphForm): GraphFiles {
+  const write = (g: GraphBuilder, file: string, first: WrittenModel | null): WrittenModel =>
+    writeModel(g, join(tmp, file), {
+      producer: 'padserve',
+      metadata: { family: draft.family, variant: draft.variant, source: draft.source.kind },
+      // Bucket graphs always keep their weights in the shared file (even small models), so the weights are
+      // resident once however many buckets are loaded.
+      externalThresholdBytes: form.externalThresholdBytes ?? (form.buckets ? 1024 : undefined),
+      // One weights file per form, named after the form (not after its first bucket graph); bucket graphs after
+      // the first point into it (checked byte for byte).
+      dataFile: `${form.stem}.onnx.data`,
+      sharedData: first?.external ?? undefined,
+    });
+  let written: WrittenModel;
+  let buckets: GraphFiles['buckets'];
+  if (form.buckets) {
+    const sizes = form.buckets.map((b) => b.batch);
+    if (!sizes.length || sizes.some((b, i) => !Number.isInteger(b) || b < 1 || (i > 0 && b <= sizes[i - 1]!)))
+      throw new RangeError(`buckets must be ascending positive integers, got [${sizes.join(', ')}]`);
+    let first: WrittenModel | null = null;
+    buckets = [];
+    for (const b of form.buckets) {
+      const file = `${form.stem}.b${b.batch}.onnx`;
+      const w = write(b.build(), file, first);
+      first ??= w;
+      buckets.push({ batch: b.batch, file });
+    }
+    written = first!;
+  } else {
+    if (!form.graph) throw new Error(`form ${form.stem}: neither a graph nor buckets`);
+    written = write(form.graph, `${form.stem}.onnx`, null);
+  }
+  return {
+    file: buckets ? buckets[0]!.file : `${form.stem}.onnx`,
     dataFile: written.dataPath ? basename(written.dataPath) : null,
     opset: DEFAULT_OPSET,
     initializerBytes: written.initializerBytes,
-    parameters: opts.parameters ?? Math.round(written.initializerBytes / 4),
+    parameters: form.parameters ?? Math.round(written.initializerBytes / 4),
     weightsSha256: written.weightsSha256,
-    maxRunBatch: opts.maxRunBatch ?? null,
+    maxRunBatch: buckets ? buckets[buckets.length - 1]!.batch : (form.maxRunBatch ?? null),
+    ...(buckets ? { buckets } : {}),
+    ...(form.form ? { form: form.form } : {}),
   };
-  const card = { format: MODEL_CARD_FORMAT, formatVersion: MODEL_CARD_VERSION, ...draft, graph } as ModelCard;
-  writeFileSync(join(tmp, CARD_FILE), `${JSON.stringify(card, null, 2)}\n`);
-  replaceFolder(tmp, dir);
-  return card;
 }
 
 /** Moves `from` into place at `to`; an existing `to` is moved aside first and removed after the swap. */
@@ -95,9 +171,12 @@ export function readModelCard(dir: string): ModelCard {
     throw new ModelFolderError(
       `${path}: unknown model family "${String((card as { family: unknown }).family)}"`,
     );
-  if (!existsSync(join(dir, card.graph.file)))
-    throw new ModelFolderError(`${dir}: graph file ${card.graph.file} is missing`);
-  if (card.graph.dataFile && !existsSync(join(dir, card.graph.dataFile)))
-    throw new ModelFolderError(`${dir}: weights file ${card.graph.dataFile} is missing`);
+  for (const form of [card.graph, card.cudaGraph]) {
+    if (!form) continue;
+    for (const file of graphFiles(form))
+      if (!existsSync(join(dir, file))) throw new ModelFolderError(`${dir}: graph file ${file} is missing`);
+    if (form.dataFile && !existsSync(join(dir, form.dataFile)))
+      throw new ModelFolderError(`${dir}: weights file ${form.dataFile} is missing`);
+  }
   return card;
 }

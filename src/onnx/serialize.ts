@@ -17,6 +17,22 @@ export interface WriteOptions {
   opset?: number;
   /** Tensors of at least this many bytes go to the external-data file; Infinity keeps everything inline. */
   externalThresholdBytes?: number;
+  /** Name of the external-data file in the graph's folder (default `<graph file>.data`). */
+  dataFile?: string;
+  /**
+   * Reuse the external-data file another graph wrote (its `WrittenModel.external`) instead of writing one: every
+   * tensor at or over the threshold must be in it under its name with the same bytes (checked by sha256), so
+   * graphs that differ only in small constants (bucket graphs of one model) share one weights file.
+   */
+  sharedData?: ExternalData;
+}
+
+/** Where each tensor of an external-data file lies, and a hash of its bytes. */
+export interface ExternalData {
+  /** The data file's name (relative to the graph's folder). */
+  location: string;
+  threshold: number;
+  tensors: Map<string, { offset: number; length: number; sha256: string }>;
 }
 
 export interface WrittenModel {
@@ -26,6 +42,8 @@ export interface WrittenModel {
   weightsSha256: string;
   initializerBytes: number;
   totalBytes: number;
+  /** The external-data layout (null when inline), for `WriteOptions.sharedData` of sibling graphs. */
+  external: ExternalData | null;
 }
 
 const ALIGN = 64;
@@ -64,11 +82,14 @@ export function writeModel(g: GraphBuilder, graphPath: string, opts: WriteOption
       weightsSha256,
       initializerBytes: total,
       totalBytes: bytes.byteLength,
+      external: null,
     };
   }
+  if (opts.sharedData) return writeSharingData(g, graphPath, opts.sharedData, modelOpts, weightsSha256);
 
-  const dataPath = `${graphPath}.data`;
+  const dataPath = opts.dataFile ? join(dirname(graphPath), opts.dataFile) : `${graphPath}.data`;
   const location = basename(dataPath);
+  const external: ExternalData = { location, threshold, tensors: new Map() };
   const fd = openSync(dataPath, 'w');
   let offset = 0;
   const pad = new Uint8Array(ALIGN);
@@ -80,17 +101,8 @@ export function writeModel(g: GraphBuilder, graphPath: string, opts: WriteOption
       if (gap) writeSync(fd, pad, 0, gap);
       offset += gap;
       writeSync(fd, bytes);
-      const entry = {
-        name,
-        dims: [...t.shape],
-        dataType: ONNX_DTYPE[t.dtype],
-        dataLocation: DataLocation.EXTERNAL,
-        externalData: [
-          { key: 'location', value: location },
-          { key: 'offset', value: String(offset) },
-          { key: 'length', value: String(bytes.byteLength) },
-        ],
-      };
+      external.tensors.set(name, { offset, length: bytes.byteLength, sha256: sha256(bytes) });
+      const entry = externalEntry(name, t, location, offset, bytes.byteLength);
       offset += bytes.byteLength;
       return entry;
     });
@@ -102,10 +114,57 @@ export function writeModel(g: GraphBuilder, graphPath: string, opts: WriteOption
       weightsSha256,
       initializerBytes: total,
       totalBytes: bytes.byteLength + offset,
+      external,
     };
   } finally {
     closeSync(fd);
   }
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function externalEntry(name: string, t: HostTensor, location: string, offset: number, length: number) {
+  return {
+    name,
+    dims: [...t.shape],
+    dataType: ONNX_DTYPE[t.dtype],
+    dataLocation: DataLocation.EXTERNAL,
+    externalData: [
+      { key: 'location', value: location },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(length) },
+    ],
+  };
+}
+
+/** The graph alone, its large tensors pointing into an existing data file whose bytes they must equal. */
+function writeSharingData(
+  g: GraphBuilder,
+  graphPath: string,
+  shared: ExternalData,
+  modelOpts: Parameters<GraphBuilder['toModel']>[0],
+  weightsSha256: string,
+): WrittenModel {
+  const model = g.toModel(modelOpts, (name: string, t: HostTensor) => {
+    const bytes = tensorBytes(t);
+    if (bytes.byteLength < shared.threshold) return inlineTensor(name, t);
+    const entry = shared.tensors.get(name);
+    if (!entry || entry.length !== bytes.byteLength || entry.sha256 !== sha256(bytes))
+      throw new Error(`${graphPath}: initializer ${name} is not in ${shared.location} with the same bytes`);
+    return externalEntry(name, t, shared.location, entry.offset, entry.length);
+  });
+  const bytes = onnx.ModelProto.encode(model).finish();
+  writeFileSync(graphPath, bytes);
+  return {
+    graphPath,
+    dataPath: join(dirname(graphPath), shared.location),
+    weightsSha256,
+    initializerBytes: g.initializerBytes,
+    totalBytes: bytes.byteLength,
+    external: shared,
+  };
 }
 
 /** Encodes a small model to bytes in memory (tests, per-batch-size variants). */

@@ -7,6 +7,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { ExecutionDevice, Feeds, ModelSession } from './session.js';
 import type { HostTensor } from '../tensor.js';
+import type { PlacementSummary } from './placement.js';
 
 export type WorkerRequest =
   | {
@@ -17,6 +18,8 @@ export type WorkerRequest =
       device: ExecutionDevice;
       intraOpThreads: number;
       shareWeights: boolean;
+      /** Profile one probe run to see where the nodes went (placement-probe.ts); default: on CUDA sessions. */
+      checkPlacement?: boolean;
     }
   | { op: 'run'; id: number; key: string; feeds: Feeds; outputs?: string[] }
   | { op: 'unload'; id: number; key: string };
@@ -31,6 +34,8 @@ export type WorkerReply =
       inputNames: string[];
       outputNames: string[];
       logs: string[];
+      /** Nodes per execution provider from the placement check, when it ran. */
+      placement: PlacementSummary | null;
     }
   | { id: number; ok: true; op: 'run'; outputs: Record<string, HostTensor<'float32'>>; computeMs: number }
   | { id: number; ok: true; op: 'unload' }
@@ -73,7 +78,21 @@ async function handle(msg: WorkerRequest): Promise<{ reply: WorkerReply; transfe
         { intraOpThreads: msg.intraOpThreads, disablePrepacking: msg.shareWeights },
         (l) => logs.push(l),
       );
+      // Every bucket graph is warmed and timed before the instance counts as loaded (readiness covers them all).
+      const costs = await s.calibrate();
+      if (costs.size)
+        logs.push(
+          `buckets ${[...costs].map(([b, ms]) => `${b}: ${ms.toFixed(1)} ms`).join(', ')} (warm-up run times, used to plan batches)`,
+        );
       sessions.set(msg.key, s);
+      let placement: PlacementSummary | null = null;
+      if (msg.checkPlacement ?? s.device === 'cuda') {
+        const { probePlacement } = await import('./placement-probe.js');
+        placement = await probePlacement(msg.dir, s.device, {
+          intraOpThreads: msg.intraOpThreads,
+          disablePrepacking: msg.shareWeights,
+        });
+      }
       return {
         reply: {
           id: msg.id,
@@ -84,6 +103,7 @@ async function handle(msg: WorkerRequest): Promise<{ reply: WorkerReply; transfe
           inputNames: [...s.inputNames],
           outputNames: [...s.outputNames],
           logs,
+          placement,
         },
         transfer: [],
       };

@@ -1,6 +1,7 @@
 /** `padserve synth resnet50`: full-size PAD-Net ResNet-50 (or its static / DY-Conv baselines) with seeded weights. */
 import { CliError, Progress, floatOption, intOption, parse } from '../cli/args.js';
-import { layoutName } from '../convert/resnet/command.js';
+import { GRAPH_OPTIONS, GRAPH_USAGE, parseGraphOptions } from '../cli/graph-options.js';
+import { summaryLine } from '../convert/resnet/command.js';
 import { synthesizeResNetConverted, type ResNetSynthVariant } from './resnet.js';
 
 const USAGE = `usage: padserve synth resnet50 --out DIR [options]
@@ -12,6 +13,7 @@ const USAGE = `usage: padserve synth resnet50 --out DIR [options]
   --scale X              width scale (default 1: ResNet-50 widths 64·X … 512·X)
   --blocks LIST          Bottleneck blocks per stage (default 3,4,6,3)
   --classes N            classifier size (default 1000, ImageNet labels)
+${GRAPH_USAGE}
 
 Weights are synthetic (seeded, BatchNorm calibrated so activations stay in range): predictions are meaningless.`;
 
@@ -28,6 +30,7 @@ export async function synthCommand(argv: string[]): Promise<void> {
       scale: { type: 'string' },
       blocks: { type: 'string' },
       classes: { type: 'string' },
+      ...GRAPH_OPTIONS,
     },
     USAGE,
   );
@@ -48,12 +51,12 @@ export async function synthCommand(argv: string[]): Promise<void> {
     scale: floatOption(values.scale, 'scale', 1, 1 / 64, 16),
     blocks,
     classes: intOption(values.classes, 'classes', 1000, 1),
+    graph: parseGraphOptions(values),
     onProgress: (done, total, stage) => progress.update(done, total, stage),
   });
   const s = (key: string) => ((timings[key] ?? 0) / 1000).toFixed(1);
   console.log(
-    `${values.out}: ${card.variant} ResNet, ${(100 * card.dynamic.ratio).toFixed(1)}% dynamic, ${(converted.parameters / 1e6).toFixed(1)}M stored values, ` +
-      `${(card.graph.initializerBytes / 2 ** 20).toFixed(0)} MiB (${converted.built.maxRunBatch === 1 ? `per-sample ${layoutName(converted.built.layout)}` : 'batched'}) ` +
+    `${values.out}: ${summaryLine(converted, card)} ` +
       `in ${((performance.now() - started) / 1000).toFixed(1)} s (weights ${s('weightsMs')} s, calibration ${s('calibrationMs')} s, convert ${s('convertMs')} s, write ${s('writeMs')} s)`,
   );
 }

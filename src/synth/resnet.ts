@@ -9,8 +9,10 @@
  */
 import type { ModelCard } from '../model/card.js';
 import { floatTensor, int64Tensor, type HostTensor } from '../tensor.js';
+import type { GraphChoice } from '../convert/options.js';
 import {
   convertResNetTensors,
+  graphChoice,
   probeLayout,
   writeConverted,
   type ConvertedResNet,
@@ -33,6 +35,8 @@ export interface ResNetSynthOptions {
   /** Overrides for experiments and tests (default: probed layout, default form). */
   layout?: Layout;
   form?: DynamicForm;
+  /** Graph choices of the CLI (buckets, budget, forms, layout); `layout` / `form` above win over it. */
+  graph?: GraphChoice;
   classes?: number;
   /** Calibration images and their size (default 3 × 96²: two photo-like, one noise). */
   calibration?: { images: number; size: number };
@@ -222,7 +226,8 @@ export async function synthesizeResNetConverted(
     progress(++done, `calibrating ${name}`),
   );
   lap('calibrationMs');
-  const layout = opts.layout ?? (await probeLayout());
+  const chosen = opts.graph?.layout;
+  const layout = opts.layout ?? (chosen && chosen !== 'probe' ? chosen : await probeLayout());
   const converted = convertResNetTensors(
     sd,
     { temperature: '1.0' },
@@ -230,7 +235,8 @@ export async function synthesizeResNetConverted(
       name: `resnet50-${plan.variant}`,
       source: { kind: 'synthetic', generator: SYNTH_GENERATOR, seed: plan.seed, note: SYNTH_NOTE },
       layout,
-      form: opts.form,
+      ...graphChoice(opts.graph),
+      ...(opts.form ? { form: opts.form } : {}),
       createdBy: SYNTH_GENERATOR,
     },
   );

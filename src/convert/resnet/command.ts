@@ -9,15 +9,23 @@ import { basename } from 'node:path';
 import type { GraphBuilder } from '../../onnx/builder.js';
 import type { ModelCard, WeightSource, ImagePreprocessSpec } from '../../model/card.js';
 import { IMAGENET_PREPROCESS } from '../../model/card.js';
-import { writeModelFolder, type CardDraft } from '../../model/folder.js';
+import { writeModelFolder, writeModelForms, type CardDraft, type GraphForm } from '../../model/folder.js';
 import type { HostTensor } from '../../tensor.js';
 import { CheckpointError, readCheckpoint, type Checkpoint } from '../checkpoint/index.js';
-import { ConvertError, type ConvertOptions } from '../options.js';
+import { ConvertError, type ConvertOptions, type GraphChoice } from '../options.js';
 import { readLabels, readPreprocess, resnetCardDraft, variantOf } from './card.js';
 import { foldPadConv, foldResNet } from './fold.js';
-import { buildPadConvLayerGraph, buildResNetGraph, ROUTER_PROBS_OUTPUT, type BuiltGraph } from './graph.js';
+import {
+  buildPadConvLayerGraph,
+  buildResNetGraph,
+  hasDynamicConvs,
+  ROUTER_PROBS_OUTPUT,
+  type BuiltGraph,
+} from './graph.js';
 import { probeNchwcBlock, type Layout } from './layout.js';
 import type { DynamicForm } from './padconv.js';
+import { formsForBudget, type ConcreteForm } from './budget.js';
+import { foldedConvs } from './fold.js';
 import {
   checkpointParameters,
   inferPadConvLayer,
@@ -39,35 +47,40 @@ export interface ResNetConvertOptions {
   layout?: Layout;
   /** Per-sample weight form for partially dynamic convs (docs/resnet-graph.md). */
   form?: DynamicForm;
+  /**
+   * Bucket sizes of the fixed-batch graphs when the network has dynamic convs (ascending; default
+   * DEFAULT_BUCKETS). [1] is the per-sample form (the runtime runs a batch as single-sample runs).
+   */
+  buckets?: number[];
+  /** Per-model stored-weights budget in bytes: per layer the fastest form that fits (budget.ts). */
+  weightsBudgetBytes?: number;
+  /** Also write the CUDA form (plain NCHW, dense weights: every op has a CUDA kernel). */
+  cudaForm?: boolean;
   createdBy?: string;
 }
 
+/** Buckets of fixed-batch graphs by default: the powers of two up to the default max_batch_size (8). */
+export const DEFAULT_BUCKETS: readonly number[] = [1, 2, 4, 8];
+
 export interface ConvertedResNet {
   spec: ResNetSpec;
+  /** The graph of the first bucket (or the one any-batch graph of a static network). */
   built: BuiltGraph;
+  /** Bucket sizes (empty for a static network, whose one graph takes any batch). */
+  buckets: number[];
+  /** Builds the graph of another bucket (same weights; `layout`/`forms` override for the CUDA form). */
+  build(batch: number, target?: 'cpu' | 'cuda'): BuiltGraph;
   draft: CardDraft;
   /** Stored weight values (floats, indices excluded). */
   parameters: number;
+  cudaForm: boolean;
 }
 
 /** The form measured fastest for partially dynamic layers (docs/resnet-graph.md). */
 export const DEFAULT_FORM: DynamicForm = 'auto';
 
-const FORMS: readonly DynamicForm[] = ['auto', 'dense', 'scatter', 'unpool', 'unpool64'];
-
-/** The form to convert with: PADSERVE_RESNET_FORM (for experiments and benchmarks) or the default. */
-export function defaultForm(): DynamicForm {
-  const env = process.env.PADSERVE_RESNET_FORM;
-  if (env === undefined || env === '') return DEFAULT_FORM;
-  if (!(FORMS as readonly string[]).includes(env)) {
-    throw new ConvertError(`PADSERVE_RESNET_FORM: expected one of ${FORMS.join(', ')}, got "${env}"`);
-  }
-  return env as DynamicForm;
-}
-
-/** NCHWc with this machine's block when onnxruntime has it, else plain NCHW; PADSERVE_LAYOUT=nchw forces NCHW. */
+/** NCHWc with this machine's block when onnxruntime has it, else plain NCHW. */
 export async function probeLayout(): Promise<Layout> {
-  if (process.env.PADSERVE_LAYOUT === 'nchw') return { kind: 'nchw' };
   const block = await probeNchwcBlock();
   return block ? { kind: 'nchwc', block } : { kind: 'nchw' };
 }
@@ -84,11 +97,19 @@ export function convertResNetTensors(
 ): ConvertedResNet {
   const spec = inferResNetSpec(tensors, metadata, opts.temperature);
   const net = foldResNet(spec);
-  const built = buildResNetGraph(
-    net,
-    { layout: opts.layout ?? { kind: 'nchw' }, form: opts.form ?? defaultForm() },
-    opts.name.replace(/[^A-Za-z0-9_]/g, '_') || 'resnet',
-  );
+  const layout = opts.layout ?? { kind: 'nchw' };
+  const form = opts.form ?? DEFAULT_FORM;
+  const layerForms =
+    opts.weightsBudgetBytes === undefined
+      ? undefined
+      : formsForBudget(foldedConvs(net), layout, opts.weightsBudgetBytes);
+  const buckets = hasDynamicConvs(net) ? validBuckets(opts.buckets ?? [...DEFAULT_BUCKETS]) : [];
+  const graphName = opts.name.replace(/[^A-Za-z0-9_]/g, '_') || 'resnet';
+  const build = (batch: number, target: 'cpu' | 'cuda' = 'cpu'): BuiltGraph =>
+    target === 'cuda'
+      ? buildResNetGraph(net, { layout: { kind: 'nchw' }, form: 'dense', batch }, graphName)
+      : buildResNetGraph(net, { layout, form, batch, layerForms }, graphName);
+  const built = build(buckets[0] ?? 1);
   const labels = opts.labels ?? readLabels(opts.labelsFile, spec.numClasses);
   if (labels.length !== spec.numClasses)
     throw new ConvertError(`labels: ${labels.length} labels for a model with ${spec.numClasses} classes`);
@@ -107,14 +128,45 @@ export function convertResNetTensors(
       width: spec.kernels,
     };
   const parameters = Math.round((built.bytes.static + built.bytes.dynamic + built.bytes.router) / 4);
-  return { spec, built, draft, parameters };
+  return { spec, built, buckets, build, draft, parameters, cudaForm: opts.cudaForm ?? false };
 }
 
+function validBuckets(buckets: number[]): number[] {
+  if (
+    !buckets.length ||
+    buckets.some((b, i) => !Number.isInteger(b) || b < 1 || (i > 0 && b <= buckets[i - 1]!))
+  )
+    throw new ConvertError(
+      `buckets: expected ascending positive integers such as 1,2,4,8, got ${buckets.join(',')}`,
+    );
+  return buckets;
+}
+
+/** Describes a built graph's form for the card and the summary line, e.g. "nchwc16 grouped, weights: auto". */
+export function formName(built: BuiltGraph): string {
+  if (built.maxRunBatch === null) return 'static, batched';
+  return `${layoutName(built.layout)} grouped, weights: ${built.layerForms ? 'budget' : built.form}`;
+}
+
+/** The model folder: the bucket graphs (one weights file), or the one graph of a static network; + CUDA form. */
 export function writeConverted(outDir: string, converted: ConvertedResNet): ModelCard {
-  return writeModelFolder(outDir, converted.built.graph, converted.draft, {
-    maxRunBatch: converted.built.maxRunBatch,
-    parameters: converted.parameters,
+  const { built, buckets } = converted;
+  if (!buckets.length)
+    return writeModelFolder(outDir, built.graph, converted.draft, {
+      maxRunBatch: null,
+      parameters: converted.parameters,
+      form: formName(built),
+    });
+  const form = (target: 'cpu' | 'cuda'): GraphForm => ({
+    stem: target === 'cpu' ? 'model' : 'model.cuda',
+    buckets: buckets.map((batch, i) => ({
+      batch,
+      build: () => (i === 0 && target === 'cpu' ? built : converted.build(batch, target)).graph,
+    })),
+    parameters: target === 'cpu' ? converted.parameters : undefined,
+    form: target === 'cpu' ? formName(built) : 'nchw grouped, weights: dense (CUDA form)',
   });
+  return writeModelForms(outDir, converted.draft, form('cpu'), converted.cudaForm ? form('cuda') : undefined);
 }
 
 function millions(n: number): string {
@@ -125,9 +177,7 @@ export function summaryLine(c: ConvertedResNet, card: ModelCard): string {
   const { spec, built } = c;
   const arch = `${spec.block} [${spec.blocks.join(',')}] widths ${spec.widths.join('/')} stem ${spec.stemChannels} K=${spec.kernels} τ=${spec.temperature} ${spec.numClasses} classes`;
   const form =
-    built.maxRunBatch === 1
-      ? `per-sample ${layoutName(built.layout)}, weights: ${built.form}`
-      : 'static, batched';
+    built.maxRunBatch === null ? 'static, batched' : `${formName(built)}, buckets ${c.buckets.join(',')}`;
   return (
     `resnet ${variantOf(spec)}: ${arch}; ${spec.padConvs.length} PAD convs, ${(100 * spec.dynamicRatio).toFixed(1)}% dynamic; ` +
     `checkpoint ${millions(checkpointParameters(spec))} params → stored ${millions(c.parameters)}; graph ${(card.graph.initializerBytes / 2 ** 20).toFixed(1)} MiB (${form})`
@@ -142,7 +192,7 @@ export function convertPadConvLayer(
 ): { graph: GraphBuilder; draft: CardDraft; outChannels: number } {
   const { conv, temperature } = inferPadConvLayer(tensors, metadata, opts.temperature);
   const folded = foldPadConv(conv, null, temperature);
-  const g = buildPadConvLayerGraph(folded, opts.layout ?? { kind: 'nchw' }, opts.form ?? defaultForm());
+  const g = buildPadConvLayerGraph(folded, opts.layout ?? { kind: 'nchw' }, opts.form ?? DEFAULT_FORM);
   const ratio = conv.dynamicEntries / conv.mask.length;
   const draft: CardDraft = {
     family: 'resnet',
@@ -192,7 +242,9 @@ export async function convertCommand(
     sha256: checkpoint.sha256,
   };
   const name = opts.name ?? basename(outDir);
-  const layout = await probeLayout();
+  const choice = opts.graph;
+  const layout =
+    choice?.layout === undefined || choice.layout === 'probe' ? await probeLayout() : choice.layout;
   const preprocess = readPreprocess(opts.preprocessFile);
   const tensors = stripModulePrefix(checkpoint.tensors);
   if (tensors.has('kernels_weights')) {
@@ -201,6 +253,7 @@ export async function convertCommand(
       source,
       temperature: opts.temperature,
       layout,
+      form: choice?.form,
       preprocess,
     });
     const card = writeModelFolder(outDir, layer.graph, layer.draft, { maxRunBatch: 1 });
@@ -216,8 +269,22 @@ export async function convertCommand(
     labelsFile: opts.labelsFile,
     preprocess,
     layout,
+    ...graphChoice(choice),
   });
   const card = writeConverted(outDir, converted);
   console.log(summaryLine(converted, card));
   return card;
+}
+
+/** The converter options a graph choice sets (the layout is resolved by the caller: it needs the probe). */
+export function graphChoice(
+  choice: GraphChoice | undefined,
+): Pick<ResNetConvertOptions, 'form' | 'weightsBudgetBytes' | 'buckets' | 'cudaForm'> {
+  if (!choice) return {};
+  return {
+    form: choice.form,
+    weightsBudgetBytes: choice.weightsBudgetBytes,
+    buckets: choice.buckets,
+    cudaForm: choice.cudaForm,
+  };
 }

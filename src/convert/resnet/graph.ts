@@ -4,14 +4,16 @@
  *
  * - A network without dynamic entries (static ResNet, or a PAD checkpoint whose masks are all 0) is plain ONNX
  *   with a batch axis; onnxruntime folds and re-lays it out (NCHWc, fused ReLU/Add) itself.
- * - A network with dynamic convs is built for one sample per run (`maxRunBatch: 1`, the runtime loops), so each
- *   dynamic conv's weight is one (O, I, k, k) tensor computed from that sample's π and the conv runs once
- *   (docs/resnet-graph.md: measured against grouped / K-stacked / batched forms). Per block, the convs that read
- *   the same input share one global-average-pool for their routers.
+ * - A network with dynamic convs is built for a fixed batch B per graph (`GraphOptions.batch`, a bucket; B = 1 is
+ *   the per-sample form). The B samples' weights of each dynamic conv are generated together and the conv runs
+ *   once, grouped (`group = B`), over the activations in the grouped view (1, B·C, H, W) (padconv.ts). One graph
+ *   per bucket, all reading the same weights file (docs/resnet-graph.md, "Buckets"). Per block, the convs that
+ *   read the same input share one global-average-pool for their routers.
  */
 import { GraphBuilder, type Value } from '../../onnx/builder.js';
 import { Ops } from '../../onnx/ops.js';
 import { floatTensor } from '../../tensor.js';
+import type { ConcreteForm } from './budget.js';
 import type { FoldedConv, FoldedResNet } from './fold.js';
 import { nchwcGuard, NCHWC_DOMAIN, padColumns, paddedChannels, type Layout } from './layout.js';
 import {
@@ -19,17 +21,22 @@ import {
   emitGap,
   emitRouter,
   lazyRuntimeZero,
+  toGrouped,
   type DynamicForm,
   type LayerContext,
 } from './padconv.js';
 
 /** Bumped whenever the graph a given checkpoint converts to changes (benchmark caches key on it). */
-export const RESNET_GRAPH_VERSION = 5;
+export const RESNET_GRAPH_VERSION = 6;
 
 export interface GraphOptions {
   /** Layout for graphs with dynamic convs (static graphs are always plain 'nchw'). */
   layout: Layout;
   form: DynamicForm;
+  /** Fixed batch of a graph with dynamic convs (default 1: per sample). Ignored for static graphs (any batch). */
+  batch?: number;
+  /** Per-layer forms overriding `form` (from a weights budget, budget.ts). */
+  layerForms?: ReadonlyMap<string, ConcreteForm>;
 }
 
 export interface WeightTally {
@@ -41,10 +48,11 @@ export interface WeightTally {
 
 export interface BuiltGraph {
   graph: GraphBuilder;
-  /** 1 for per-sample graphs, null when the graph takes any batch. */
+  /** The fixed batch of a graph with dynamic convs (1: per sample), null when the graph takes any batch. */
   maxRunBatch: number | null;
   layout: Layout;
   form: DynamicForm;
+  layerForms?: ReadonlyMap<string, ConcreteForm>;
   /** Stored bytes by role. */
   bytes: WeightTally;
   /** Layers of the `router_probs` output (π of every dynamic conv, forward order); empty when there is none. */
@@ -59,16 +67,27 @@ export function hasDynamicConvs(net: FoldedResNet): boolean {
 }
 
 export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = 'padnet_resnet'): BuiltGraph {
-  const perSample = hasDynamicConvs(net);
-  const layout: Layout = perSample ? opts.layout : { kind: 'nchw' };
+  const fixed = hasDynamicConvs(net);
+  const layout: Layout = fixed ? opts.layout : { kind: 'nchw' };
+  const runBatch = fixed ? (opts.batch ?? 1) : null;
+  if (runBatch !== null && (!Number.isInteger(runBatch) || runBatch < 1))
+    throw new RangeError(`graph batch must be a positive integer, got ${runBatch}`);
   const g = new GraphBuilder(name);
   const ops = new Ops(g);
   const bytes: WeightTally = { static: 0, dynamic: 0, index: 0, router: 0 };
-  const ctx: LayerContext = { g, ops, layout, form: opts.form, tally: (role, n) => (bytes[role] += n) };
-  const batch = perSample ? 1 : 'batch';
+  const ctx: LayerContext = {
+    g,
+    ops,
+    layout,
+    form: opts.form,
+    tally: (role, n) => (bytes[role] += n),
+    batch: runBatch ?? 1,
+    layerForms: opts.layerForms,
+  };
+  const batch = runBatch ?? 'batch';
   const x0 = g.input('pixel_values', 'float32', [batch, 3, 'height', 'width']);
   const nchwc = layout.kind === 'nchwc';
-  ctx.runtimeZeroInt32 = lazyRuntimeZero(g, ops, x0);
+  ctx.runtimeZeroInt32 = lazyRuntimeZero(g, ops, x0, runBatch ?? 1);
 
   // Routers of convs that read the same tensor share its pooled row.
   const pooled = new Map<string, Value>();
@@ -92,16 +111,18 @@ export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = '
     emitConv(ctx, {
       x,
       conv: c,
-      pi: c.dynamic && perSample ? tapPi(c, emitRouter(ctx, gapOf(x), c.dynamic.router, c.name)) : null,
+      pi: c.dynamic && fixed ? tapPi(c, emitRouter(ctx, gapOf(x), c.dynamic.router, c.name)) : null,
       relu,
       sum,
       blockedInput,
+      batchedIO: !blockedInput,
     });
 
   // Every NCHWc op depends on the guard through the input, so a wrong block fails before any blocked conv runs
   // (a conv fed weights laid out for another block would read out of bounds).
   const input = guardedInput(ctx, x0);
-  let x = conv(input, net.stem, true, null, false);
+  // After the stem, activations are in the grouped view (1, B·C, H, W) (identity for B = 1 and static graphs).
+  let x = toGrouped(ctx, conv(input, net.stem, true, null, false));
   x = nchwc
     ? g.op(
         'MaxPool',
@@ -132,7 +153,7 @@ export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = '
   bytes.static += 4 * (net.numClasses * cols + net.numClasses);
   const logits = ops.gemm(features, fcW, fcB, { transB: true }, 'classifier');
   g.output(logits, 'logits', 'float32', [batch, net.numClasses]);
-  // Telemetry: π of every dynamic conv in forward order (per block: its convs, then the shortcut), (1, P, K).
+  // Telemetry: π of every dynamic conv in forward order (per block: its convs, then the shortcut), (B, P, K).
   // The π are computed for the convs anyway: the output adds one tiny Concat per run (fetched or not, since
   // onnxruntime runs every node), and is copied out only when fetched.
   const order = [
@@ -148,18 +169,23 @@ export function buildResNetGraph(net: FoldedResNet, opts: GraphOptions, name = '
     taps.length && taps.every((t) => t.kernels === kernels) ? taps.map((t) => t.name) : [];
   if (telemetryLayers.length)
     g.output(
-      ops.unsqueeze(
-        ops.concat(
-          taps.map((t) => t.pi),
-          0,
-        ),
-        [0],
+      ops.concat(
+        taps.map((t) => ops.unsqueeze(t.pi, [1])),
+        1,
       ),
       ROUTER_PROBS_OUTPUT,
       'float32',
       [batch, taps.length, kernels!],
     );
-  return { graph: g, maxRunBatch: perSample ? 1 : null, layout, form: opts.form, bytes, telemetryLayers };
+  return {
+    graph: g,
+    maxRunBatch: runBatch,
+    layout,
+    form: opts.form,
+    layerForms: opts.layerForms,
+    bytes,
+    telemetryLayers,
+  };
 }
 
 /**

@@ -1,7 +1,10 @@
 /**
  * One (PAD) conv layer in the graph, in one of the per-sample weight strategies (docs/resnet-graph.md has the
- * measurements behind them). The graph is built for one sample per run (the runtime loops over a batch through
- * the card's `maxRunBatch: 1`), so a per-sample weight is an ordinary conv weight computed in the graph.
+ * measurements behind them). A graph with dynamic convs is built for a fixed batch B (a bucket; B = 1 is the
+ * per-sample form): the B per-sample weights are generated together, stacked to (B·O, I, k, k), and the conv runs
+ * once as a grouped conv (`group = B`) over the activations viewed as (1, B·C, H, W) — the "grouped" layout of
+ * `LayerContext.batch`. A grouped view is a Reshape, free in both layouts because every stored channel count is
+ * a multiple of the NCHWc block.
  *
  * - static:  no dynamic entry → Conv with a constant weight (BN folded).
  * - dense:   W = π · [W'_1 … W'_K] (MatMul over K dense fused kernels). The fully dynamic DY-Conv form; also the
@@ -62,6 +65,29 @@ export interface LayerContext {
   runtimeZeroInt32?: () => Value;
   /** Adds this many bytes per stored tensor to a running tally (weights by role, for the card/docs). */
   tally?: (role: 'static' | 'dynamic' | 'index' | 'router', bytes: number) => void;
+  /**
+   * Fixed batch of a graph with dynamic convs (default 1). Activations between convs are then held in the grouped
+   * view (1, B·C, H, W); routers pool per sample, dynamic convs run grouped, static convs on the (B, C, H, W) view.
+   */
+  batch?: number;
+  /** Per-layer forms overriding `form` (a weights budget's choice). */
+  layerForms?: ReadonlyMap<string, Exclude<DynamicForm, 'auto'>>;
+}
+
+/** The context's fixed batch (1 when unset). */
+export function fixedBatch(ctx: LayerContext): number {
+  return ctx.batch ?? 1;
+}
+
+/** (B, C, H, W) → the grouped view (1, B·C, H, W); identity for B = 1. */
+export function toGrouped(ctx: LayerContext, x: Value): Value {
+  return fixedBatch(ctx) === 1 ? x : ctx.ops.reshape(x, [1, -1, 0, 0]);
+}
+
+/** The grouped view (1, B·C, H, W) → (B, C, H, W); identity for B = 1. */
+export function toBatched(ctx: LayerContext, x: Value): Value {
+  const b = fixedBatch(ctx);
+  return b === 1 ? x : ctx.ops.reshape(x, [b, -1, 0, 0]);
 }
 
 export interface ConvCall {
@@ -74,14 +100,18 @@ export interface ConvCall {
   sum: Value | null;
   /** False only for the conv reading the graph's NCHW input. */
   blockedInput: boolean;
+  /** Input and output in the (B, C, H, W) view rather than the grouped one (the stem of a fixed-batch graph). */
+  batchedIO?: boolean;
 }
 
-/** int32 0 = batch − 1 of a per-sample graph's input (built on first use): a value onnxruntime cannot fold. */
-export function lazyRuntimeZero(g: GraphBuilder, ops: Ops, input: Value): () => Value {
+/**
+ * int32 0 = batch − B of a fixed-batch graph's input (built on first use): a value onnxruntime cannot fold.
+ */
+export function lazyRuntimeZero(g: GraphBuilder, ops: Ops, input: Value, batch = 1): () => Value {
   let zero: Value | null = null;
   return () => {
     zero ??= ops.cast(
-      ops.sub(g.op('Slice', [ops.shape(input), ops.i64([0]), ops.i64([1]), ops.i64([0])]), ops.i64([1])),
+      ops.sub(g.op('Slice', [ops.shape(input), ops.i64([0]), ops.i64([1]), ops.i64([0])]), ops.i64([batch])),
       ONNX_DTYPE.int32,
     );
     return zero;
@@ -92,7 +122,7 @@ function addTally(ctx: LayerContext, role: 'static' | 'dynamic' | 'index' | 'rou
   ctx.tally?.(role, bytes);
 }
 
-/** π = softmax(fc2'(relu(fc1(gap)))), τ already folded into fc2'. `gap` is (1, C_stored). */
+/** π = softmax(fc2'(relu(fc1(gap)))), τ already folded into fc2'. `gap` is (B, C_stored), π (B, K). */
 export function emitRouter(ctx: LayerContext, gap: Value, router: Router, name: string): Value {
   const { g, ops } = ctx;
   const cols = paddedChannels(ctx.layout, router.inChannels);
@@ -107,13 +137,17 @@ export function emitRouter(ctx: LayerContext, gap: Value, router: Router, name: 
   return ops.softmax(ops.gemm(hidden, fc2, fc2b, { transB: true }, `${name}.router.fc2`), 1);
 }
 
-/** Global average pool as a (1, C_stored) row, in the activation's layout (a 1×1 NCHWc map is plain NCHW). */
+/**
+ * Global average pool as (B, C_stored) rows, in the activation's layout (a 1×1 NCHWc map is plain NCHW). Reads
+ * the grouped view of a fixed-batch graph: (1, B·C, H, W) pools to (1, B·C), one row per sample after the reshape.
+ */
 export function emitGap(ctx: LayerContext, x: Value): Value {
   const pooled =
     ctx.layout.kind === 'nchwc'
       ? ctx.g.op('GlobalAveragePool', [x], {}, { domain: NCHWC_DOMAIN })
       : ctx.ops.globalAvgPool(x);
-  return ctx.ops.flatten(pooled, 1);
+  const b = fixedBatch(ctx);
+  return b === 1 ? ctx.ops.flatten(pooled, 1) : ctx.ops.reshape(pooled, [b, -1]);
 }
 
 /** Dense fused kernel k (S + D_k at its dynamic entries) in the stored layout. */
@@ -132,19 +166,25 @@ export function scatterRows(size: number, maxRows: number, minCols = 2048): numb
   return 1;
 }
 
-/** The per-sample weight of a dynamic conv, shape (O_stored, I_stored, k, k). */
+/** The per-sample weights of a dynamic conv for the B samples, stacked: shape (B·O_stored, I_stored, k, k). */
 function dynamicWeight(ctx: LayerContext, conv: FoldedConv, geo: WeightGeometry, pi: Value): Value {
   const { g, ops } = ctx;
   const dyn = conv.dynamic!;
   const K = dyn.kernels;
   const n = dyn.indices.length;
-  const shape = [geo.storedOut, geo.storedIn, geo.kernel, geo.kernel];
+  const batch = fixedBatch(ctx);
+  const shape = [batch * geo.storedOut, geo.storedIn, geo.kernel, geo.kernel];
   const fullyDynamic = n === conv.weight.length;
   if (n === 0) {
+    // Only a per-kernel bias is dynamic: one constant weight, repeated for the B groups at run time.
     addTally(ctx, 'static', 4 * geo.size);
-    return g.initializer(`${conv.name}.weight`, floatTensor(layoutWeight(geo, conv.weight), shape));
+    const w = g.initializer(
+      `${conv.name}.weight`,
+      floatTensor(layoutWeight(geo, conv.weight), [geo.storedOut, geo.storedIn, geo.kernel, geo.kernel]),
+    );
+    return batch === 1 ? w : g.op('Tile', [w, ops.i64([batch, 1, 1, 1])]);
   }
-  const form = resolveForm(ctx.form, n, conv.weight.length, K);
+  const form = ctx.layerForms?.get(conv.name) ?? resolveForm(ctx.form, n, conv.weight.length, K);
   if (form === 'dense' || fullyDynamic || K === 1) {
     const stacked = new Float32Array(K * geo.size);
     for (let k = 0; k < K; k++) stacked.set(fusedKernel(conv, geo, k), k * geo.size);
@@ -153,14 +193,11 @@ function dynamicWeight(ctx: LayerContext, conv: FoldedConv, geo: WeightGeometry,
     return ops.reshape(ops.matmul(pi, kernels, `${conv.name}.aggregate`), shape);
   }
   if (form === 'unpool' || form === 'unpool64') {
-    const piTail = ops.reshape(g.op('Slice', [pi, ops.i64([1]), ops.i64([K]), ops.i64([1])]), [
-      1,
-      1,
-      1,
-      K - 1,
-    ]);
+    const piTail = g.op('Slice', [pi, ops.i64([1]), ops.i64([K]), ops.i64([1])]);
     return unpoolWeight(ctx, conv, geo, piTail, shape, form === 'unpool64');
   }
+  if (batch !== 1)
+    throw new RangeError(`${conv.name}: the scatter form is built per sample only (use unpool or dense)`);
   // scatter: base = S + D_1 in place; per row, the dynamic entries' columns and ΔD_k = D_k − D_1.
   const rows = scatterRows(geo.size, geo.storedOut);
   const cols = geo.size / rows;
@@ -199,8 +236,9 @@ function dynamicWeight(ctx: LayerContext, conv: FoldedConv, geo: WeightGeometry,
 }
 
 /**
- * B + MaxUnpool(π_{2..K}·ΔD) with entries in stored-layout order (see the module comment), all as (1, 1, 1, ·)
- * rows so the only reshape is the final one to (O, I, k, k).
+ * B + MaxUnpool(π_{2..K}·ΔD) with entries in stored-layout order (see the module comment), all as (1, 1, b, ·)
+ * rows (one per sample; MaxUnpool's positions are flat over the whole output, so sample b's are offset by b·N) so
+ * the only reshape is the final one to (b·O, I, k, k).
  */
 function unpoolWeight(
   ctx: LayerContext,
@@ -214,6 +252,7 @@ function unpoolWeight(
   const dyn = conv.dynamic!;
   const K = dyn.kernels;
   const n = dyn.indices.length;
+  const batch = fixedBatch(ctx);
   const order = Array.from({ length: n }, (_, j) => j).sort(
     (a, b) => geo.position(dyn.indices[a]!) - geo.position(dyn.indices[b]!),
   );
@@ -245,14 +284,24 @@ function unpoolWeight(
     );
     index = ops.cast(ops.add(stored, ctx.runtimeZeroInt32!()), ONNX_INT64);
   }
-  const updates = ops.matmul(
-    piTail,
-    g.initializer(`${conv.name}.dynamic_delta`, floatTensor(delta, [K - 1, n])),
-    `${conv.name}.aggregate`,
+  if (batch > 1) {
+    const offsets = BigInt64Array.from({ length: batch }, (_, b) => BigInt(b * geo.size));
+    index = ops.add(
+      index,
+      g.initializer(`${conv.name}.sample_offsets`, int64Tensor(offsets, [1, 1, batch, 1])),
+    );
+  }
+  const updates = ops.reshape(
+    ops.matmul(
+      piTail,
+      g.initializer(`${conv.name}.dynamic_delta`, floatTensor(delta, [K - 1, n])),
+      `${conv.name}.aggregate`,
+    ),
+    [1, 1, batch, n],
   );
   const placed = g.op(
     'MaxUnpool',
-    [updates, index, ops.i64([1, 1, 1, geo.size])],
+    [updates, index, ops.i64([1, 1, batch, geo.size])],
     { kernel_shape: [1, 1] },
     { name: `${conv.name}.place` },
   );
@@ -267,12 +316,28 @@ function unpoolWeight(
   );
 }
 
-/** The conv's bias: constant, or per sample (BN shift + π · BN-scaled kernels_bias) when kernels_bias exists. */
-function convBias(ctx: LayerContext, conv: FoldedConv, storedOut: number, pi: Value | null): Value {
+/**
+ * The conv's bias: constant, or per sample (BN shift + π · BN-scaled kernels_bias) when kernels_bias exists. A
+ * grouped conv (`grouped`, B > 1) takes B·O values: the constant is repeated at run time, so the stored tensor is
+ * the same in every bucket graph (they share one weights file).
+ */
+function convBias(
+  ctx: LayerContext,
+  conv: FoldedConv,
+  storedOut: number,
+  pi: Value | null,
+  grouped: boolean,
+): Value {
   const { g, ops } = ctx;
   const kb = conv.dynamic?.kernelBias;
-  if (!kb || !pi)
-    return g.initializer(`${conv.name}.bias`, floatTensor(padVector(conv.bias, storedOut), [storedOut]));
+  const batch = fixedBatch(ctx);
+  if (!kb || !pi) {
+    const bias = g.initializer(
+      `${conv.name}.bias`,
+      floatTensor(padVector(conv.bias, storedOut), [storedOut]),
+    );
+    return grouped && batch > 1 ? g.op('Tile', [bias, ops.i64([batch])]) : bias;
+  }
   const K = conv.dynamic!.kernels;
   const O = conv.outChannels;
   const rows = new Float32Array(K * storedOut);
@@ -281,38 +346,56 @@ function convBias(ctx: LayerContext, conv: FoldedConv, storedOut: number, pi: Va
   addTally(ctx, 'dynamic', 4 * rows.length);
   return ops.reshape(
     ops.matmul(pi, g.initializer(`${conv.name}.kernel_bias`, floatTensor(rows, [K, storedOut]))),
-    [storedOut],
+    [batch * storedOut],
   );
 }
 
-/** Emits the conv (+ residual sum + ReLU) in the context's layout; returns its output. */
+/**
+ * Emits the conv (+ residual sum + ReLU) in the context's layout; returns its output. In a fixed-batch graph
+ * (B > 1) `x`, `sum` and the output are in the grouped view: a dynamic conv runs grouped over it, a static conv
+ * (one weight for every sample) on the (B, C, H, W) view of the same buffer. `call.batchedIO` (the stem, which
+ * reads the graph's input) takes and returns the (B, C, H, W) view instead.
+ */
 export function emitConv(ctx: LayerContext, call: ConvCall): Value {
   const { g, ops, layout } = ctx;
   const { conv } = call;
   const geo = weightGeometry(layout, conv.outChannels, conv.inChannels, conv.kernel, call.blockedInput);
   const dynamic = conv.dynamic !== null && call.pi !== null;
-  const shape = [geo.storedOut, geo.storedIn, geo.kernel, geo.kernel];
+  const batch = fixedBatch(ctx);
+  const grouped = dynamic && batch > 1;
+  if (grouped && !call.blockedInput)
+    throw new RangeError(`${conv.name}: a dynamic conv reading the graph input needs the per-sample form`);
+  const view = (v: Value): Value => (grouped || call.batchedIO ? v : toBatched(ctx, v));
+  const unview = (v: Value): Value => (grouped || call.batchedIO ? v : toGrouped(ctx, v));
   let weight: Value;
   if (dynamic) weight = dynamicWeight(ctx, conv, geo, call.pi!);
   else {
     addTally(ctx, 'static', 4 * geo.size);
-    weight = g.initializer(`${conv.name}.weight`, floatTensor(layoutWeight(geo, conv.weight), shape));
+    weight = g.initializer(
+      `${conv.name}.weight`,
+      floatTensor(layoutWeight(geo, conv.weight), [geo.storedOut, geo.storedIn, geo.kernel, geo.kernel]),
+    );
   }
-  const bias = convBias(ctx, conv, geo.storedOut, dynamic ? call.pi : null);
+  const bias = convBias(ctx, conv, geo.storedOut, dynamic ? call.pi : null, grouped);
   const p = conv.padding;
   const attrs = {
     kernel_shape: [conv.kernel, conv.kernel],
     strides: [conv.stride, conv.stride],
     pads: [p, p, p, p],
+    ...(grouped ? { group: batch } : {}),
   };
+  const x = view(call.x);
+  const sum = call.sum ? view(call.sum) : null;
   if (layout.kind === 'nchwc') {
-    const inputs = call.sum ? [call.x, weight, bias, call.sum] : [call.x, weight, bias];
-    return g.op('Conv', inputs, call.relu ? { ...attrs, activation: 'Relu' } : attrs, {
-      domain: NCHWC_DOMAIN,
-      name: conv.name,
-    });
+    const inputs = sum ? [x, weight, bias, sum] : [x, weight, bias];
+    return unview(
+      g.op('Conv', inputs, call.relu ? { ...attrs, activation: 'Relu' } : attrs, {
+        domain: NCHWC_DOMAIN,
+        name: conv.name,
+      }),
+    );
   }
-  let y = g.op('Conv', [call.x, weight, bias], attrs, { name: conv.name });
-  if (call.sum) y = ops.add(y, call.sum, `${conv.name}.residual`);
-  return call.relu ? ops.relu(y) : y;
+  let y = g.op('Conv', [x, weight, bias], attrs, { name: conv.name });
+  if (sum) y = ops.add(y, sum, `${conv.name}.residual`);
+  return unview(call.relu ? ops.relu(y) : y);
 }
