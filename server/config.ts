@@ -48,6 +48,22 @@ export const SETTINGS = {
     default: 8080,
     doc: 'TCP port (0 = any free port; the chosen one is logged).',
   }),
+  grpc: s({
+    group: 'Network',
+    flag: 'grpc',
+    env: 'PADSERVE_GRPC',
+    kind: 'bool',
+    default: false,
+    doc: 'Also serve the KServe / Triton V2 gRPC protocol (`inference.GRPCInferenceService`, src/grpc/proto/grpc_service.proto) on `--grpc-port`, bound to `--host`, with the same models, batcher, limits, tokens and metrics as HTTP (docs/compatibility.md). Off by default so that a second port is opened only on request.',
+  }),
+  grpcPort: s({
+    group: 'Network',
+    flag: 'grpc-port',
+    env: 'PADSERVE_GRPC_PORT',
+    kind: 'int',
+    default: 8081,
+    doc: 'TCP port of the gRPC listener when `--grpc` is on (8081 as KServe uses; 0 = any free port, the chosen one is logged).',
+  }),
   modelRepository: s({
     group: 'Models',
     flag: 'model-repository',
@@ -388,6 +404,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       '--max-batch-size, --max-queue-size, --max-preprocess-queue and --instances must be ≥ 1',
     );
   if (c.port > 65535) throw new ConfigError(`--port ${c.port} is not a TCP port`);
+  if (c.grpcPort > 65535) throw new ConfigError(`--grpc-port ${c.grpcPort} is not a TCP port`);
   if (c.requestTimeoutMs < 1 || c.maxBodyBytes < 1 || c.maxImagePixels < 1)
     throw new ConfigError('limits must be ≥ 1');
   return c;

@@ -19,6 +19,7 @@ import { planThreads } from '../src/runtime/threads.js';
 import { ModelManager } from '../src/repository/manager.js';
 import { ensureDefaultModels, synthBuilders, type DefaultBuilders } from '../src/repository/defaults.js';
 import type { Lifecycle } from '../src/routes/context.js';
+import { startGrpc, type GrpcListener } from '../src/grpc/server.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -27,6 +28,8 @@ export interface RunningServer {
   /** Resolves when models are loaded and warmed (the server is ready). */
   loaded: Promise<void>;
   address: string;
+  /** host:port of the gRPC listener (`--grpc`), else null. */
+  grpcAddress: string | null;
   /** Drains and stops everything; resolves true when every in-flight request finished within the grace. */
   shutdown(reason?: string): Promise<boolean>;
 }
@@ -123,6 +126,23 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
     `padserve ${version}: ${threads.workers} inference worker(s) × ${threads.intraOpThreads} intra-op thread(s), ${threads.preprocessWorkers} preprocessing worker(s) on ${threads.cores} cores${threads.oversubscribed ? ' (oversubscribed: workers × threads > cores)' : ''}`,
   );
   const address = await app.listen({ host: config.host, port: config.port });
+  let grpc: GrpcListener | null = null;
+  if (config.grpc) {
+    try {
+      grpc = await startGrpc(app.padserve, {
+        host: config.host,
+        port: config.grpcPort,
+        maxMessageBytes: config.maxBodyBytes,
+        log: app.log,
+      });
+    } catch (err) {
+      // The gRPC port is taken (or the host cannot be bound): stop what was started, as a failed listen does.
+      await app.close();
+      await Promise.allSettled([pool.close(), preprocess.close()]);
+      throw err;
+    }
+    app.log.info(`gRPC listening at ${grpc.address}`);
+  }
 
   const loaded = (async () => {
     await preprocess.warm();
@@ -157,7 +177,8 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
       // ones idle at the time it is called).
       const sweeper = setInterval(() => app.server.closeIdleConnections?.(), 100);
       const drained = (async () => {
-        await app.close(); // stops accepting; waits for in-flight requests
+        // Both listeners stop accepting and wait for their in-flight requests.
+        await Promise.all([app.close(), grpc?.close()]);
         app.log.info('listener closed; in-flight requests finished');
         await models.close();
         app.log.info('models released');
@@ -166,13 +187,16 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
       const clean = await Promise.race([drained, grace]);
       clearTimeout(timer);
       clearInterval(sweeper);
-      if (!clean) app.log.error(`grace period over with ${lifecycle.inflight} request(s) still in flight`);
+      if (!clean) {
+        grpc?.forceClose();
+        app.log.error(`grace period over with ${lifecycle.inflight} request(s) still in flight`);
+      }
       await Promise.allSettled([pool.close(), preprocess.close()]);
       return clean;
     })();
     return stopping;
   };
-  return { app, config, models, loaded, address, shutdown };
+  return { app, config, models, loaded, address, grpcAddress: grpc?.address ?? null, shutdown };
 }
 
 /** The `padserve serve` command. */

@@ -1,0 +1,118 @@
+/**
+ * What every gRPC call goes through, as HTTP's hooks (src/routes/hooks.ts) are for every route:
+ *
+ * - Inference calls get what HTTP's inference hooks give a request (src/routes/hooks.ts): the API token
+ *   (`authorization: Bearer …` metadata), refusal while draining, a RequestTrack whose deadline is the gRPC
+ *   deadline (never later than `--request-timeout-ms`) and whose abort signal fires when the call is cancelled,
+ *   the in-flight count the drain waits for, and the same request metrics with the gRPC method path as route.
+ * - Repository calls need the admin token, as the HTTP model-control routes do.
+ * - Every failure becomes the gRPC status of its reason (status.ts).
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { ServeError } from '../observability/errors.js';
+import type { Outcome } from '../observability/metrics.js';
+import { bearerMatches } from '../routes/admin.js';
+import { finish, RequestTrack, type ServerContext } from '../routes/context.js';
+import { grpcError } from './status.js';
+
+export const SERVICE = '/inference.GRPCInferenceService';
+
+/** The part of fastify's logger the calls use (bugs are logged with their stack, as HTTP's handler does). */
+export interface CallLogger {
+  error(obj: object, msg: string): void;
+}
+
+export type Handler<Req, Res> = (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res> | Res;
+
+function metadataToken(call: grpc.ServerUnaryCall<unknown, unknown>): string | undefined {
+  const v = call.metadata.get('authorization')[0];
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** A unary handler whose thrown errors become gRPC statuses. */
+export function unary<Req, Res>(log: CallLogger, handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    Promise.resolve()
+      .then(() => handler(call.request, call))
+      .then(
+        (res) => callback(null, res),
+        (err: unknown) => {
+          const { status, bug } = grpcError(err);
+          if (bug) log.error({ err, method: call.getPath() }, 'internal error');
+          callback(status, null);
+        },
+      );
+  };
+}
+
+/** A handler that needs the admin token (repository calls); off (UNIMPLEMENTED-like 404) without one. */
+export function adminOnly<Req, Res>(ctx: ServerContext, handler: Handler<Req, Res>): Handler<Req, Res> {
+  return (req, call) => {
+    if (!ctx.adminToken)
+      throw new ServeError(
+        'not_found',
+        'admin_api_off',
+        'model control is off (start padserve with --admin-token to enable it)',
+      );
+    if (!bearerMatches(metadataToken(call), ctx.adminToken))
+      throw new ServeError('unauthorized', 'unauthorized', 'admin API: missing or wrong bearer token');
+    return handler(req, call);
+  };
+}
+
+function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>, defaultMs: number): number {
+  const d = call.getDeadline();
+  const at = d instanceof Date ? d.getTime() : d;
+  const ms = Number.isFinite(at) ? Math.min(defaultMs, at - Date.now()) : defaultMs;
+  return performance.now() + ms;
+}
+
+/**
+ * Runs an inference handler under a RequestTrack: auth, draining, deadline, cancellation, in-flight count and
+ * metrics, as HTTP's hooks do for an inference route.
+ */
+export function tracked<Req, Res>(
+  ctx: ServerContext,
+  method: string,
+  handler: (req: Req, track: RequestTrack, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+): Handler<Req, Res> {
+  const route = `${SERVICE}/${method}`;
+  return async (req, call) => {
+    try {
+      if (ctx.apiToken && !bearerMatches(metadataToken(call), ctx.apiToken))
+        throw new ServeError('unauthorized', 'unauthorized', 'missing or wrong bearer token');
+      if (ctx.lifecycle.draining)
+        throw new ServeError(
+          'draining',
+          'shutting_down',
+          'the server is shutting down; retry on another replica',
+          { retryAfterS: 1 },
+        );
+    } catch (err) {
+      ctx.metrics.observeRequest(route, 'none', (err as ServeError).reason, 0);
+      throw err;
+    }
+    const t = new RequestTrack(route, deadlineOf(call, ctx.limits.requestTimeoutMs));
+    ctx.lifecycle.inflight++;
+    ctx.metrics.inflight.inc();
+    const onCancel = () => {
+      // The client went away (or its deadline passed, which grpc-js answers itself): drop the queued rows.
+      t.controller.abort();
+      const outcome: Outcome = performance.now() >= t.deadline ? 'deadline_exceeded' : 'client_cancelled';
+      finish(ctx, t, outcome);
+    };
+    call.once('cancelled', onCancel);
+    try {
+      const res = await handler(req, t, call);
+      finish(ctx, t, 'ok');
+      return res;
+    } catch (err) {
+      finish(ctx, t, grpcError(err).error.reason);
+      throw err;
+    } finally {
+      call.off('cancelled', onCancel);
+      ctx.lifecycle.inflight--;
+      ctx.metrics.inflight.dec();
+    }
+  };
+}

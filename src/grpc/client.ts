@@ -1,0 +1,54 @@
+/**
+ * A small promise-based client of padserve's gRPC service (the tests and the load generator use it): one
+ * channel to `address`, unary calls by method name with optional bearer token, deadline and abort signal. It
+ * speaks the same grpc_service.proto as the server, with the same message shapes (messages.ts).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { loadClientConstructor } from './server.js';
+
+export interface CallOptions {
+  token?: string;
+  /** Milliseconds from now (the gRPC deadline the server turns into the request deadline). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  metadata?: Record<string, string>;
+}
+
+export interface InferenceClient {
+  call<Res = unknown>(method: string, request: object, opts?: CallOptions): Promise<Res>;
+  close(): void;
+}
+
+type UnaryMethod = (
+  req: object,
+  md: grpc.Metadata,
+  opts: grpc.CallOptions,
+  cb: (err: grpc.ServiceError | null, res: unknown) => void,
+) => grpc.ClientUnaryCall;
+
+export function connectInference(address: string, options: grpc.ChannelOptions = {}): InferenceClient {
+  const Client = loadClientConstructor();
+  const client = new Client(address, grpc.credentials.createInsecure(), {
+    'grpc.max_receive_message_length': -1,
+    'grpc.max_send_message_length': -1,
+    ...options,
+  });
+  return {
+    call<Res>(method: string, request: object, opts: CallOptions = {}): Promise<Res> {
+      const fn = (client as unknown as Record<string, UnaryMethod | undefined>)[method];
+      if (typeof fn !== 'function') return Promise.reject(new Error(`no gRPC method ${method}`));
+      const md = new grpc.Metadata();
+      if (opts.token !== undefined) md.set('authorization', `Bearer ${opts.token}`);
+      for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
+      const callOpts: grpc.CallOptions =
+        opts.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {};
+      return new Promise<Res>((resolve, reject) => {
+        const call = fn.call(client, request, md, callOpts, (err, res) =>
+          err ? reject(err) : resolve(res as Res),
+        );
+        opts.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+      });
+    },
+    close: () => client.close(),
+  };
+}
