@@ -14,6 +14,7 @@ import type { ExecutionDevice, Feeds } from './session.js';
 import type { HostTensor } from '../tensor.js';
 import { startWorker } from './threads.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
+import { placementLine, placementWarning, type PlacementSummary } from './placement.js';
 
 export interface PoolLogger {
   info(msg: string): void;
@@ -38,6 +39,11 @@ export interface InstanceSpec {
   shareWeights: boolean;
   /** For placement: bytes of weights this instance holds. */
   weightBytes: number;
+  /**
+   * Profile one probe run at load to count the nodes each execution provider got (logged; `handle.placement`).
+   * Default: when the session runs on CUDA. It costs a second session load and one run.
+   */
+  checkPlacement?: boolean;
 }
 
 export interface RunResult {
@@ -77,6 +83,8 @@ export class InstanceHandle {
     readonly loadMs: number,
     readonly inputNames: readonly string[],
     readonly outputNames: readonly string[],
+    /** Nodes per execution provider from the load's placement check (null when it did not run). */
+    readonly placement: PlacementSummary | null = null,
   ) {}
 
   get key(): string {
@@ -134,7 +142,21 @@ export class InferencePool {
         this.logged.add(line);
         this.opts.log.warn(line);
       }
-      return new InstanceHandle(this, spec, slot.index, r.device, r.loadMs, r.inputNames, r.outputNames);
+      if (r.placement) {
+        this.opts.log.info(`placement of ${spec.key} on ${r.device}: ${placementLine(r.placement)}`);
+        const warning = placementWarning(r.placement, r.device);
+        if (warning) this.opts.log.warn(`${spec.key}: ${warning}`);
+      }
+      return new InstanceHandle(
+        this,
+        spec,
+        slot.index,
+        r.device,
+        r.loadMs,
+        r.inputNames,
+        r.outputNames,
+        r.placement,
+      );
     } catch (err) {
       slot.specs.delete(spec.key);
       slot.weightBytes -= spec.weightBytes;
@@ -317,6 +339,14 @@ export class InferencePool {
 
 /** The worker message that (re)creates an instance's session: the same for a first load and a restore. */
 function loadRequest(spec: InstanceSpec): Omit<Extract<WorkerRequest, { op: 'load' }>, 'id'> {
-  const { key, dir, device, intraOpThreads, shareWeights } = spec;
-  return { op: 'load', key, dir, device, intraOpThreads, shareWeights };
+  const { key, dir, device, intraOpThreads, shareWeights, checkPlacement } = spec;
+  return {
+    op: 'load',
+    key,
+    dir,
+    device,
+    intraOpThreads,
+    shareWeights,
+    ...(checkPlacement === undefined ? {} : { checkPlacement }),
+  };
 }

@@ -16,7 +16,7 @@ import { floatTensor, type FloatTensor, type HostTensor } from '../tensor.js';
 import type { BertConfigJson } from '../convert/bert/spec.js';
 import { getGlueTask } from '../preprocess/glue.js';
 import { basename, join, resolve } from 'node:path';
-import { convertBertTensors } from '../convert/bert/command.js';
+import { convertBertTensors, writeBertFolder } from '../convert/bert/command.js';
 import type { MoeStrategy } from '../convert/bert/moe.js';
 import { BERT_GRAPH_REVISION } from '../convert/bert/graph.js';
 import { calibrateSyntheticRouters } from '../convert/bert/router-calibration.js';
@@ -26,7 +26,7 @@ import {
   hashFolderEncoder,
   writeHeadFolder,
 } from '../convert/bert/shared-weights.js';
-import { readModelCard, writeModelFolder } from '../model/folder.js';
+import { readModelCard } from '../model/folder.js';
 import type { BertCard, ModelCard, WeightSource } from '../model/card.js';
 
 export type BertVariant = 'pad' | 'dense' | 'moe';
@@ -289,6 +289,8 @@ interface WrittenSynthetic {
   card: ModelCard;
   /** Digest state of the encoder's initializers, to derive the digest of other heads cheaply (when asked for). */
   encoderHash: InitializerHash | null;
+  /** The same for the CUDA form's initializers (null without a CUDA form or when not asked for). */
+  cudaEncoderHash: InitializerHash | null;
 }
 
 async function writeSynthetic(
@@ -313,12 +315,14 @@ async function writeSynthetic(
   tensors.clear();
   opts.onProgress?.(layers + 2, total, 'write');
   const encoderHash = withEncoderHash ? InitializerHash.encoderOf(converted.graph) : null;
-  const card = writeModelFolder(opts.outDir, converted.graph, converted.draft, {
+  const cudaEncoderHash =
+    withEncoderHash && converted.cudaGraph ? InitializerHash.encoderOf(converted.cudaGraph) : null;
+  const card = writeBertFolder(opts.outDir, converted, {
     maxRunBatch: null,
     externalThresholdBytes: SHARED_EXTERNAL_THRESHOLD,
   });
   opts.onProgress?.(total, total, 'done');
-  return { card, encoderHash };
+  return { card, encoderHash, cudaEncoderHash };
 }
 
 /** One full-size synthetic model folder (`padserve synth bert`). */
@@ -357,7 +361,9 @@ function isSuiteMember(
       card.variant === variant &&
       card.task === task &&
       card.source.kind === 'synthetic' &&
-      card.source.seed === seed
+      card.source.seed === seed &&
+      // Routed variants carry their CUDA form; folders written before it existed are rebuilt once.
+      (variant === 'dense' || card.cudaGraph !== undefined)
     );
   } catch {
     return false;
@@ -382,6 +388,7 @@ export async function synthesizeGlueSuite(opts: GlueSuiteOptions): Promise<Recor
 
   let source = tasks.find((t) => !missing.includes(t));
   let encoderHash: InitializerHash;
+  let cudaEncoderHash: InitializerHash | null;
   const total = layers + 3 + missing.length;
   if (source === undefined) {
     source = missing.shift()!;
@@ -398,8 +405,12 @@ export async function synthesizeGlueSuite(opts: GlueSuiteOptions): Promise<Recor
       true,
     );
     encoderHash = written.encoderHash!;
+    cudaEncoderHash = written.cudaEncoderHash;
   } else {
     encoderHash = hashFolderEncoder(dirs[source]!);
+    cudaEncoderHash = readModelCard(dirs[source]!).cudaGraph
+      ? hashFolderEncoder(dirs[source]!, 'cuda')
+      : null;
   }
   let done = total - missing.length;
   for (const task of missing) {
@@ -409,6 +420,7 @@ export async function synthesizeGlueSuite(opts: GlueSuiteOptions): Promise<Recor
     const bias = head.get('classifier.bias') as FloatTensor;
     const {
       graph: _graph,
+      cudaGraph: _cudaGraph,
       format: _format,
       formatVersion: _version,
       ...sourceCard
@@ -426,6 +438,7 @@ export async function synthesizeGlueSuite(opts: GlueSuiteOptions): Promise<Recor
       },
       classifier: { weight, bias },
       weightsSha256: encoderHash.withHead(weight, bias),
+      cudaWeightsSha256: cudaEncoderHash?.withHead(weight, bias),
     });
     opts.onProgress?.(++done, total, `task ${task}`);
   }

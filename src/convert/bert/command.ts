@@ -6,12 +6,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { GraphBuilder } from '../../onnx/builder.js';
-import { writeModelFolder, type CardDraft } from '../../model/folder.js';
+import { writeModelFolder, type CardDraft, type WriteFolderOptions } from '../../model/folder.js';
+import { writeCudaForm } from '../../model/forms.js';
 import type { BertCard, ModelCard, WeightSource } from '../../model/card.js';
 import { ConvertError, type ConvertOptions } from '../options.js';
 import { readCheckpoint } from '../checkpoint/index.js';
 import type { HostTensor } from '../../tensor.js';
 import { BERT_GRAPH_REVISION, buildBertGraph, EXPERT_TOKENS_OUTPUT, type BertGraphOptions } from './graph.js';
+import { HOST_SYNC_STRATEGIES } from './moe.js';
 import {
   ffnLinears,
   inferBertModel,
@@ -29,10 +31,21 @@ export interface ConvertBertOptions extends BertGraphOptions {
   createdBy?: string;
   /** Task name when the config has no `finetuning_task` (synth). */
   task?: string | null;
+  /**
+   * Also build the CUDA form (`card.cudaGraph`: strategy 'all-experts', static shapes, the same fused weights).
+   * Default: for models with routed linears converted with the default strategy 'routed'. The other NonZero
+   * strategies (split, packed) are CPU measurement forms: their CUDA form would store a second set of weights.
+   */
+  cudaForm?: boolean;
 }
+
+/** The CUDA form's description in the card (GraphFiles.form). */
+export const BERT_CUDA_FORM = 'all-experts (static shapes, gated dense experts)';
 
 export interface ConvertedBert {
   graph: GraphBuilder;
+  /** The CUDA form, when one is built (it shares the fused expert tensors with `graph`). */
+  cudaGraph: GraphBuilder | null;
   draft: CardDraft;
   model: BertModel;
   /** Parameters of the model as trained (PAD: static once + dynamic entries per expert), not the stored values. */
@@ -157,7 +170,39 @@ export function convertBertTensors(
 ): ConvertedBert {
   const model = inferBertModel(config, tensors, { labels: opts.labels });
   const graph = buildBertGraph(model, opts);
-  return { graph, draft: bertCardDraft(model, opts), model, modelParameters: modelParameters(model) };
+  const strategy = opts.strategy ?? 'routed';
+  const routed = ffnLinears(model).some((l) => l.kind !== 'dense');
+  const wantCuda = opts.cudaForm ?? (routed && strategy === 'routed');
+  const cudaGraph =
+    wantCuda && routed && HOST_SYNC_STRATEGIES.has(strategy)
+      ? buildBertGraph(model, { ...opts, strategy: 'all-experts' })
+      : null;
+  return {
+    graph,
+    cudaGraph,
+    draft: bertCardDraft(model, opts),
+    model,
+    modelParameters: modelParameters(model),
+  };
+}
+
+/**
+ * Writes a converted model folder: the CPU form, then the CUDA form (if built) next to it, sharing the CPU form's
+ * weights file where the initializers are the same tensors (src/model/forms.ts).
+ */
+export function writeBertFolder(
+  outDir: string,
+  converted: Pick<ConvertedBert, 'graph' | 'cudaGraph' | 'draft'>,
+  opts: WriteFolderOptions = {},
+): ModelCard {
+  const card = writeModelFolder(outDir, converted.graph, converted.draft, opts);
+  if (!converted.cudaGraph) return card;
+  return writeCudaForm(outDir, converted.cudaGraph, {
+    base: converted.graph,
+    form: BERT_CUDA_FORM,
+    externalThresholdBytes: opts.externalThresholdBytes,
+    metadata: { family: card.family, variant: card.variant, source: card.source.kind, device: 'cuda' },
+  });
 }
 
 export function readLabelsFile(path: string): string[] {
@@ -216,7 +261,7 @@ export async function convertCommand(
       sha256: checkpoint.sha256,
     },
   });
-  const card = writeModelFolder(outDir, converted.graph, converted.draft, { maxRunBatch: null });
+  const card = writeBertFolder(outDir, converted, { maxRunBatch: null });
   const { spec } = converted.model;
   console.error(
     `converted ${input} (${checkpoint.format}): ${spec.layers} layers, hidden ${spec.hidden}, ${spec.ffn} FFN` +

@@ -15,14 +15,26 @@
  *               8N expansion per run. The expansion hangs off a runtime guard so onnxruntime cannot constant-fold
  *               it back into dense initializers.
  * - `dense-all` (d) every expert on every token, then gated: E·N MACs per token (baseline only).
+ * - `all-experts` the CUDA form: every expert's Gemm on every token over the same fused `W'_e` initializers as
+ *               `routed` (so both forms read one weights file), each scaled by its gate column (0 for unselected
+ *               experts) and summed. E·N MACs per token, but static shapes: no NonZero, no host syncs. Exact
+ *               against `routed`: an unselected expert adds g·y = 0, and adding zeros does not round.
  */
 import type { GraphBuilder, Value } from '../../onnx/builder.js';
 import type { Ops } from '../../onnx/ops.js';
 import { floatTensor, int64Tensor, int32Tensor, type FloatTensor, type HostTensor } from '../../tensor.js';
 import type { DenseLinear, PadMoeLinear } from './spec.js';
 
-export type MoeStrategy = 'routed' | 'split' | 'packed' | 'dense-all';
-export const MOE_STRATEGIES: readonly MoeStrategy[] = ['routed', 'split', 'packed', 'dense-all'];
+export type MoeStrategy = 'routed' | 'split' | 'packed' | 'dense-all' | 'all-experts';
+export const MOE_STRATEGIES: readonly MoeStrategy[] = [
+  'routed',
+  'split',
+  'packed',
+  'dense-all',
+  'all-experts',
+];
+/** Strategies whose graphs have data-dependent shapes (NonZero per expert): they get a separate CUDA form. */
+export const HOST_SYNC_STRATEGIES: ReadonlySet<MoeStrategy> = new Set(['routed', 'split', 'packed']);
 
 /** Router top-k indices of one linear, exposed as a float32 debug output (T, k). */
 export type RoutingTap = (linearName: string, topIndices: Value) => void;
@@ -35,8 +47,21 @@ export function lambdas(lin: PadMoeLinear): { dynamic: number; static: number } 
   return { dynamic, static: Math.fround(2 - dynamic) };
 }
 
+/**
+ * The fused weights computed so far, per linear: the CPU form and the CUDA form of one conversion then hold the
+ * same tensor objects (no second copy in memory, and the writer can see that they may share one data file).
+ * Keyed weakly by the linear, so the cache lives exactly as long as the parsed model.
+ */
+const fusedCache = new WeakMap<PadMoeLinear, FloatTensor[]>();
+
 /** W'_e = λ_d·M⊙W_e + λ_s·(1−M)⊙W_s in (d_out, d_in) layout; entries are single float32 products, as in torch. */
 export function fusedExpertWeight(lin: PadMoeLinear, e: number): FloatTensor {
+  let cached = fusedCache.get(lin);
+  if (!cached) fusedCache.set(lin, (cached = []));
+  return (cached[e] ??= computeFusedWeight(lin, e));
+}
+
+function computeFusedWeight(lin: PadMoeLinear, e: number): FloatTensor {
   const { dynamic: ld, static: ls } = lambdas(lin);
   const w = lin.experts[e]!.weight.data;
   const m = lin.mask.data;
@@ -208,7 +233,25 @@ export function padMoeLinear(
       return packedLinear(ops, x, gates, lin);
     case 'dense-all':
       return denseAllExperts(ops, x, gates, lin);
+    case 'all-experts':
+      return gatedAllExperts(ops, x, gates, lin);
   }
+}
+
+/**
+ * Every expert on every token with the routed form's own initializers: Gemm(x, W'_e, b_e) · gates[:, e], summed
+ * over e. Shapes depend only on the input's, never on the routing.
+ */
+function gatedAllExperts(ops: Ops, x: Value, gates: Value, lin: PadMoeLinear): Value {
+  const g = ops.g;
+  const experts = lin.experts.length;
+  const columns = g.node('Split', [gates], { axis: 1 }, { outputs: experts, name: `${lin.name}.gate` }); // E × (T, 1)
+  const terms = lin.experts.map((_, e) => {
+    const weight = g.initializer(`${lin.name}.experts.${e}.fused_weight`, fusedExpertWeight(lin, e));
+    const y = ops.gemm(x, weight, biasOf(g, lin, e), { transB: true }, `${lin.name}.expert${e}`);
+    return ops.mul(y, columns[e]!);
+  });
+  return g.op('Sum', terms, {}, { name: `${lin.name}.sum` });
 }
 
 /** Packed storage: the entries of W'_e in mask order (static values once, dynamic values per expert). */
@@ -283,7 +326,8 @@ function denseAllExperts(ops: Ops, x: Value, gates: Value, lin: PadMoeLinear): V
   const stacked = new Float32Array(e * lin.dIn * lin.dOut);
   const biases = new Float32Array(e * lin.dOut);
   for (let i = 0; i < e; i++) {
-    stacked.set(transposed(fusedExpertWeight(lin, i)).data, i * lin.dIn * lin.dOut);
+    // Uncached: the stacked copy is what this graph stores, so the fused tensors need not outlive the loop.
+    stacked.set(transposed(computeFusedWeight(lin, i)).data, i * lin.dIn * lin.dOut);
     biases.set(lin.experts[i]!.bias.data, i * lin.dOut);
   }
   const w = g.initializer(`${lin.name}.experts_stacked`, floatTensor(stacked, [e, lin.dIn, lin.dOut]));

@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { inlineTensor, type GraphBuilder } from '../../onnx/builder.js';
 import { dtypeFromOnnx, onnx } from '../../onnx/proto.js';
 import { CARD_FILE, readModelCard } from '../../model/folder.js';
-import type { BertCard } from '../../model/card.js';
+import { graphFor, type BertCard, type GraphFiles } from '../../model/card.js';
 import { tensorBytes, type DType, type FloatTensor, type HostTensor } from '../../tensor.js';
 
 /** Tensors below this size stay inside model.onnx: biases, LayerNorms, and any classifier head (labels·hidden·4 B). */
@@ -68,20 +68,16 @@ export class InitializerHash {
 
 export interface HeadFolder {
   dir: string;
-  card: Omit<BertCard, 'graph' | 'format' | 'formatVersion'>;
+  card: Omit<BertCard, 'graph' | 'cudaGraph' | 'format' | 'formatVersion'>;
   classifier: { weight: FloatTensor; bias: FloatTensor };
   weightsSha256: string;
+  /** Digest of the CUDA form's initializers with this head (required when the source has a CUDA form). */
+  cudaWeightsSha256?: string;
 }
 
-/**
- * Writes `head.dir` as a copy of the model folder `sourceDir` with another classifier head, sharing its weights
- * file through a hard link (a copy when the filesystem refuses links). Atomic like writeModelFolder.
- */
-export function writeHeadFolder(sourceDir: string, head: HeadFolder): BertCard {
-  const source = readModelCard(sourceDir);
-  if (source.family !== 'bert' || !source.graph.dataFile)
-    throw new Error(`${sourceDir}: not a BERT model folder with external weights`);
-  const model = onnx.ModelProto.decode(readFileSync(join(sourceDir, source.graph.file)));
+/** The source graph file `file` with `head` swapped in (inline initializers and the logits width). */
+function withHead(sourceDir: string, file: string, head: HeadFolder): Uint8Array {
+  const model = onnx.ModelProto.decode(readFileSync(join(sourceDir, file)));
   const graph = model.graph as InstanceType<typeof onnx.GraphProto>; // decode() builds class instances
   const labels = head.classifier.weight.shape[0]!;
   for (const name of HEAD_NAMES) {
@@ -97,25 +93,54 @@ export function writeHeadFolder(sourceDir: string, head: HeadFolder): BertCard {
   const dims = logits?.type?.tensorType?.shape?.dim;
   if (!dims || dims.length !== 2) throw new Error(`${sourceDir}: graph has no [batch, labels] logits output`);
   dims[1] = onnx.TensorShapeProto.Dimension.fromObject({ dimValue: labels });
+  return onnx.ModelProto.encode(model).finish();
+}
 
+/**
+ * Writes `head.dir` as a copy of the model folder `sourceDir` with another classifier head, sharing its weights
+ * file(s) through hard links (a copy when the filesystem refuses links). Both forms (CPU and, where present, CUDA)
+ * get the new head. Atomic like writeModelFolder.
+ */
+export function writeHeadFolder(sourceDir: string, head: HeadFolder): BertCard {
+  const source = readModelCard(sourceDir);
+  if (source.family !== 'bert' || !source.graph.dataFile)
+    throw new Error(`${sourceDir}: not a BERT model folder with external weights`);
+  if (source.cudaGraph && head.cudaWeightsSha256 === undefined)
+    throw new Error(`${sourceDir} has a CUDA form: the head folder needs its digest (cudaWeightsSha256)`);
+  const forms = [source.graph, ...(source.cudaGraph ? [source.cudaGraph] : [])];
   const tmp = `${head.dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  writeFileSync(join(tmp, source.graph.file), onnx.ModelProto.encode(model).finish());
-  const data = join(tmp, source.graph.dataFile);
-  try {
-    linkSync(join(sourceDir, source.graph.dataFile), data);
-  } catch {
-    copyFileSync(join(sourceDir, source.graph.dataFile), data);
+  for (const form of forms) writeFileSync(join(tmp, form.file), withHead(sourceDir, form.file, head));
+  for (const dataFile of new Set(forms.map((f) => f.dataFile).filter((f): f is string => f !== null))) {
+    try {
+      linkSync(join(sourceDir, dataFile), join(tmp, dataFile));
+    } catch {
+      copyFileSync(join(sourceDir, dataFile), join(tmp, dataFile));
+    }
   }
+  const labels = head.classifier.weight.shape[0]!;
   const headValues = (rows: number) => rows * (source.architecture.hiddenSize + 1);
-  const parameters =
-    source.graph.parameters - headValues(Number(source.outputs[0]?.shape[1] ?? 0)) + headValues(labels);
+  const withHeadParameters = (form: GraphFiles) =>
+    form.parameters - headValues(Number(source.outputs[0]?.shape[1] ?? 0)) + headValues(labels);
   const card: BertCard = {
     format: source.format,
     formatVersion: source.formatVersion,
     ...head.card,
-    graph: { ...source.graph, weightsSha256: head.weightsSha256, parameters },
+    graph: {
+      ...source.graph,
+      weightsSha256: head.weightsSha256,
+      parameters: withHeadParameters(source.graph),
+    },
+    ...(source.cudaGraph
+      ? {
+          cudaGraph: {
+            ...source.cudaGraph,
+            weightsSha256: head.cudaWeightsSha256!,
+            parameters: withHeadParameters(source.cudaGraph),
+          },
+        }
+      : {}),
   };
   writeFileSync(join(tmp, CARD_FILE), `${JSON.stringify(card, null, 2)}\n`);
   rmSync(head.dir, { recursive: true, force: true });
@@ -123,12 +148,15 @@ export function writeHeadFolder(sourceDir: string, head: HeadFolder): BertCard {
   return card;
 }
 
-/** The encoder digest of an existing folder (every initializer but the head), reading external data from disk. */
-export function hashFolderEncoder(dir: string): InitializerHash {
-  const card = readModelCard(dir);
-  const model = onnx.ModelProto.decode(readFileSync(join(dir, card.graph.file)));
+/**
+ * The encoder digest of an existing folder's CPU form (or CUDA form: `device` 'cuda'), every initializer but the
+ * head, reading external data from disk.
+ */
+export function hashFolderEncoder(dir: string, device: 'cpu' | 'cuda' = 'cpu'): InitializerHash {
+  const form = graphFor(readModelCard(dir), device);
+  const model = onnx.ModelProto.decode(readFileSync(join(dir, form.file)));
   const out = new InitializerHash();
-  const fd = card.graph.dataFile ? openSync(join(dir, card.graph.dataFile), 'r') : null;
+  const fd = form.dataFile ? openSync(join(dir, form.dataFile), 'r') : null;
   try {
     const graph = model.graph as InstanceType<typeof onnx.GraphProto>;
     for (const t of graph.initializer as InstanceType<typeof onnx.TensorProto>[]) {
