@@ -216,7 +216,8 @@ export function modelStatistics(
   name?: string,
   version?: number,
 ): { model_stats: Record<string, unknown>[] } {
-  const names = name === undefined ? ctx.models.names() : [servedEntry(ctx, name, version).entry.name];
+  const names =
+    name === undefined ? [...ctx.models.names()].sort() : [servedEntry(ctx, name, version).entry.name];
   const out: Record<string, unknown>[] = [];
   for (const n of names) {
     const versions = version !== undefined ? [version] : ctx.models.entry(n)!.served;
@@ -230,7 +231,7 @@ export function repositoryIndex(
   readyOnly: boolean,
 ): { name: string; version?: string; state: string; reason: string }[] {
   const out: { name: string; version?: string; state: string; reason: string }[] = [];
-  for (const name of ctx.models.names()) {
+  for (const name of [...ctx.models.names()].sort()) {
     const s = ctx.models.status(name)!;
     for (const v of s.loaded) out.push({ name, version: String(v), state: 'READY', reason: '' });
     if (s.loaded.length || readyOnly) continue;
@@ -252,5 +253,5 @@ export function repositoryIndex(
 }
 
 export function modelNames(ctx: InferenceContext): { models: string[] } {
-  return { models: ctx.models.names() };
+  return { models: [...ctx.models.names()].sort() };
 }
