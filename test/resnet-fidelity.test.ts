@@ -3,7 +3,10 @@
  * random N(0,1) batch and the three photos), resnet-mnist (trained; both formats, 30 real digits, labels exact) and
  * the three lone padconv layers — within the fixtures' tolerance, with the strict tier reported. At least one case
  * per format goes through `padserve predict` (a child process), the rest through ModelSession in-process.
- * Batch invariance: batches of 1, 2 and 3 give the same per-sample answers.
+ * Buckets: every case at every bucket size (1, 2, 4, 8: the session restricted to one bucket graph, so a batch
+ * runs padded or split on it) in both layouts (NCHWc and plain NCHW); through `padserve predict --buckets B` once
+ * per checkpoint and layout, B rotating so that every bucket size goes through the CLI.
+ * Batch invariance: batches of 1, 2 and 3 give the same per-sample answers, also padded into a larger bucket.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,13 +35,17 @@ afterAll(() => {
   console.log = quiet.log;
 });
 
+const BUCKETS = [1, 2, 4, 8];
+const LAYOUTS = ['nchwc', 'nchw'] as const;
+
 async function runFolder(
   dir: string,
   input: Float32Array,
   shape: number[],
   inputName = 'pixel_values',
+  buckets?: number[],
 ): Promise<Float32Array> {
-  const session = await ModelSession.load(dir, { intraOpThreads: 2 });
+  const session = await ModelSession.load(dir, { intraOpThreads: 2, buckets });
   try {
     const out = await session.run({ [inputName]: { dtype: 'float32', shape, data: input } });
     return out[session.outputNames[0]!]!.data;
@@ -70,12 +77,59 @@ function expectMatch(
   ).toBeLessThanOrEqual(1);
 }
 
+let rotation = 0;
+
 describe.each(['resnet-tiny', 'resnet-mnist'])('%s', (rel) => {
   const fx = loadFixture(rel);
   describe.each(fx.checkpoints.map((p) => [p.split('/').pop()!, p]))('%s', (file, path) => {
     const out = join(tmp, `${rel}-${file}`);
+    const nchwOut = join(tmp, `${rel}-${file}-nchw`);
+    const dirOf = (layout: (typeof LAYOUTS)[number]) => (layout === 'nchw' ? nchwOut : out);
     beforeAll(async () => {
       await convertCommand(path, out, {});
+      await convertCommand(path, nchwOut, { graph: { layout: { kind: 'nchw' }, cudaForm: false } });
+    });
+
+    it.each(LAYOUTS.flatMap((l) => BUCKETS.map((b) => [l, b] as const)))(
+      'every case matches in layout %s on bucket %i alone',
+      async (layout, bucket) => {
+        for (const c of fx.cases) {
+          const logits = await runFolder(dirOf(layout), c.input, c.inputShape, 'pixel_values', [bucket]);
+          expectMatch(
+            `${rel}/${file}/${layout}/b${bucket}/${c.name}`,
+            logits,
+            c,
+            fx.json.tolerance,
+            fx.json.tolerance_strict,
+          );
+        }
+      },
+    );
+
+    it.each(LAYOUTS)('main case matches through padserve predict --buckets B in layout %s', (layout) => {
+      const bucket = BUCKETS[rotation++ % BUCKETS.length]!;
+      const c = fx.cases[0]!;
+      const outFile = join(tmp, `${rel}-${file}-${layout}.logits.bin`);
+      const r = runCli([
+        'predict',
+        dirOf(layout),
+        '--tensor',
+        `pixel_values=${join(fx.dir, (fx.json.input as { file: string }).file)}:float32:${c.inputShape.join('x')}`,
+        '--out',
+        outFile,
+        '--threads',
+        '2',
+        '--buckets',
+        String(bucket),
+      ]);
+      expect(r.status, r.stderr).toBe(0);
+      expectMatch(
+        `${rel}/${file}/${layout}/predict-b${bucket}`,
+        readF32(outFile),
+        c,
+        fx.json.tolerance,
+        fx.json.tolerance_strict,
+      );
     });
 
     it.each(fx.cases.map((c) => [c.name, c]))('case %s matches in-process', async (_name, c) => {
@@ -153,7 +207,10 @@ describe.each(['resnet-tiny', 'resnet-mnist'])('%s', (rel) => {
         fx.json.model as unknown as { dynamic_ratio: { per_layer: Record<string, { realised: number }> } }
       ).dynamic_ratio.per_layer;
       for (const l of card.dynamic.layers) expect(l.ratio).toBeCloseTo(perLayer[l.name]!.realised, 6);
-      expect(card.graph.maxRunBatch).toBe(1);
+      expect(card.graph.buckets.map((b: { batch: number }) => b.batch)).toEqual(BUCKETS);
+      expect(card.graph.maxRunBatch).toBe(8);
+      // One weights file for every bucket graph.
+      expect(card.graph.dataFile).toBe('model.onnx.data');
     });
   });
 });
@@ -164,14 +221,53 @@ describe('padconv-layers', () => {
       readFileSync(join(loadFixture('padconv-layers/conv1x1_s2_i32_o64').dir, '..', 'index.json'), 'utf8'),
     ) as { layers: { dir: string }[] }
   ).layers.map((l) => l.dir);
-  it.each(names)('%s', async (name) => {
-    const fx = loadFixture(`padconv-layers/${name}`);
-    const out = join(tmp, `layer-${name}`);
-    await convertCommand(fx.checkpoints[0]!, out, {});
-    const c = fx.cases[0]!;
-    const y = await runFolder(out, c.input, c.inputShape, 'x');
-    expectMatch(`padconv-layers/${name}`, y, c, fx.json.tolerance, fx.json.tolerance_strict);
-  });
+  it.each(names.flatMap((n) => LAYOUTS.map((l) => [n, l] as const)))(
+    '%s in layout %s, every bucket',
+    async (name, layout) => {
+      const fx = loadFixture(`padconv-layers/${name}`);
+      const out = join(tmp, `layer-${name}-${layout}`);
+      await convertCommand(
+        fx.checkpoints[0]!,
+        out,
+        layout === 'nchw' ? { graph: { layout: { kind: 'nchw' }, cudaForm: false } } : {},
+      );
+      const c = fx.cases[0]!;
+      for (const bucket of BUCKETS) {
+        const y = await runFolder(out, c.input, c.inputShape, 'x', [bucket]);
+        expectMatch(
+          `padconv-layers/${name}/${layout}/b${bucket}`,
+          y,
+          c,
+          fx.json.tolerance,
+          fx.json.tolerance_strict,
+        );
+      }
+      const bucket = BUCKETS[rotation++ % BUCKETS.length]!;
+      const inputFile = join(tmp, `layer-${name}-${layout}.x.bin`);
+      writeFileSync(inputFile, new Uint8Array(c.input.buffer, c.input.byteOffset, c.input.byteLength));
+      const outFile = join(tmp, `layer-${name}-${layout}.y.bin`);
+      const r = runCli([
+        'predict',
+        out,
+        '--tensor',
+        `x=${inputFile}:float32:${c.inputShape.join('x')}`,
+        '--out',
+        outFile,
+        '--threads',
+        '2',
+        '--buckets',
+        String(bucket),
+      ]);
+      expect(r.status, r.stderr).toBe(0);
+      expectMatch(
+        `padconv-layers/${name}/${layout}/predict-b${bucket}`,
+        readF32(outFile),
+        c,
+        fx.json.tolerance,
+        fx.json.tolerance_strict,
+      );
+    },
+  );
 });
 
 describe('batch invariance', () => {
@@ -180,8 +276,8 @@ describe('batch invariance', () => {
   const per = photos.input.length / 3;
   const rows = (data: Float32Array, i: number, width: number) => data.subarray(i * width, (i + 1) * width);
 
-  async function checkInvariance(dir: string): Promise<void> {
-    const session = await ModelSession.load(dir, { intraOpThreads: 2 });
+  async function checkInvariance(dir: string, buckets?: number[]): Promise<void> {
+    const session = await ModelSession.load(dir, { intraOpThreads: 2, buckets });
     try {
       const run = async (from: number, count: number) =>
         (
@@ -211,10 +307,28 @@ describe('batch invariance', () => {
     }
   }
 
-  it('PAD model (per-sample graph)', async () => {
+  it('PAD model: every bucket set, and rows padded into a larger bucket answer as alone', async () => {
     const dir = join(tmp, 'resnet-tiny-model.safetensors');
     await convertCommand(fx.checkpoints[1]!, dir, {});
     await checkInvariance(dir);
+    // 1, 2 and 3 rows all padded into bucket 4 (or 8), against the per-sample graph's answers.
+    await checkInvariance(dir, [4]);
+    await checkInvariance(dir, [8]);
+    const single = await ModelSession.load(dir, { intraOpThreads: 2, buckets: [1] });
+    const padded = await ModelSession.load(dir, { intraOpThreads: 2, buckets: [8] });
+    try {
+      expect(padded.plan(3)).toEqual([{ start: 0, rows: 3, bucket: 8 }]);
+      const feeds = {
+        pixel_values: { dtype: 'float32' as const, shape: [3, 3, 224, 224], data: photos.input },
+      };
+      const a = (await single.run(feeds)).logits!.data;
+      const b = (await padded.run(feeds)).logits!.data;
+      expect(b.length).toBe(a.length);
+      for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThanOrEqual(1e-5);
+    } finally {
+      await single.release();
+      await padded.release();
+    }
   });
 
   it('static form (all masks 0, batched graph) and the portable NCHW layout', async () => {

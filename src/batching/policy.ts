@@ -1,6 +1,9 @@
 /**
  * Which queued entries form the next batch. Two policies:
- * - `CountPolicy` (images): up to `maxBatchSize` entries, in service order.
+ * - `CountPolicy` (images): up to `maxBatchSize` entries, in service order; with the model's bucket sizes (fixed-
+ *   batch graphs), a count between buckets is rounded down to the largest bucket that it fills, and the rest
+ *   waits for the next batch (which forms while this one runs) instead of being padded: full buckets when the
+ *   queue allows.
  * - `TokenBudgetPolicy` (BERT): entries are padded to a length bucket; a batch's cost is
  *   bucket(longest) × rows and must stay within `maxBatchTokens` (and rows within `maxBatchSize`). The queue's
  *   head always goes in (so nothing starves), then later entries are added in service order while the budget
@@ -29,9 +32,16 @@ export interface BatchPolicy {
 
 export class CountPolicy implements BatchPolicy {
   readonly kind = 'count';
-  constructor(readonly maxBatchSize: number) {
+  /** Bucket sizes within maxBatchSize, ascending (empty: any count is as good as another). */
+  readonly buckets: readonly number[];
+
+  constructor(
+    readonly maxBatchSize: number,
+    buckets: readonly number[] = [],
+  ) {
     if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1)
       throw new RangeError(`max_batch_size must be ≥ 1, got ${maxBatchSize}`);
+    this.buckets = [...buckets].filter((b) => b <= maxBatchSize).sort((a, b) => a - b);
   }
 
   select<P, R>(ordered: Iterable<QueueEntry<P, R>>): Selection<P, R> {
@@ -39,6 +49,12 @@ export class CountPolicy implements BatchPolicy {
     for (const e of ordered) {
       if (entries.length === this.maxBatchSize) break;
       entries.push(e);
+    }
+    const fits = this.buckets.filter((b) => b <= entries.length);
+    const bucket = fits[fits.length - 1];
+    if (bucket !== undefined && bucket < entries.length && entries.length < this.maxBatchSize) {
+      // Between two buckets: send the full smaller one now rather than pad up to the larger one.
+      return { entries: entries.slice(0, bucket), full: true, paddedLength: 0 };
     }
     return { entries, full: entries.length === this.maxBatchSize, paddedLength: 0 };
   }

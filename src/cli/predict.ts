@@ -18,6 +18,8 @@ const USAGE = `usage: padserve predict <model-dir> [options]
   --text TEXT [--text-pair TEXT]   a sentence (pair) for a BERT model, tokenised server-side
   --out FILE                       write the first output as raw float32 (default: print a summary)
   --threads N                      intra-op threads (default: onnxruntime's choice)
+  --buckets LIST                   run on these bucket graphs only (e.g. 2: a batch of 3 runs as 2 + 2 padded;
+                                   default: all the model has)
   --top-k K                        predictions to print for --image / --text (default 5)`;
 
 const TYPED: Record<string, { dtype: DType; make: (buf: ArrayBuffer) => HostTensor['data'] }> = {
@@ -66,6 +68,7 @@ export async function run(argv: string[]): Promise<void> {
       'text-pair': { type: 'string' },
       out: { type: 'string' },
       threads: { type: 'string' },
+      buckets: { type: 'string' },
       'top-k': { type: 'string' },
     },
     USAGE,
@@ -74,6 +77,7 @@ export async function run(argv: string[]): Promise<void> {
   if (!dir) throw new CliError(`missing <model-dir>\n\n${USAGE}`, 2);
   const session = await ModelSession.load(dir, {
     intraOpThreads: intOption(values.threads, 'threads', 0) || undefined,
+    buckets: values.buckets?.split(',').map((b) => intOption(b.trim(), 'buckets', 1, 1)),
   });
   const feeds = values.tensor?.length
     ? Object.fromEntries(values.tensor.map(parseTensorArg))

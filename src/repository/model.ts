@@ -107,7 +107,11 @@ export function imageRowShape(card: ModelCard): number[] {
 }
 
 export function policyFor(card: ModelCard, serving: ServingConfig): BatchPolicy {
-  if (card.family !== 'bert') return new CountPolicy(serving.max_batch_size);
+  if (card.family !== 'bert')
+    return new CountPolicy(
+      serving.max_batch_size,
+      card.graph.buckets?.map((b) => b.batch),
+    );
   const maxLen = maxSequenceLength(card);
   const buckets = [...serving.length_buckets.filter((b) => b < maxLen), maxLen];
   return new TokenBudgetPolicy({

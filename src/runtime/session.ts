@@ -28,6 +28,11 @@ export interface SessionOptions {
    * weights files are hard links of one another) share one copy in the page cache. Costs some MatMul/Conv speed.
    */
   disablePrepacking?: boolean;
+  /**
+   * Load only these bucket graphs of a bucketed form (default: all). For comparisons and tests (`padserve predict
+   * --buckets`, benchmarks); the planner then covers every batch with the loaded buckets.
+   */
+  buckets?: readonly number[];
 }
 
 export type Feeds = Record<string, HostTensor>;
@@ -60,7 +65,18 @@ export class ModelSession {
     const started = performance.now();
     const device = opts.device ?? 'cpu';
     const form = graphFor(card, device);
-    const entries = form.buckets ?? [{ batch: null, file: form.file }];
+    let entries: { batch: number | null; file: string }[] = form.buckets ?? [
+      { batch: null, file: form.file },
+    ];
+    if (opts.buckets && form.buckets) {
+      const want = opts.buckets;
+      entries = form.buckets.filter((b) => want.includes(b.batch));
+      const missing = want.filter((b) => !entries.some((e) => e.batch === b));
+      if (missing.length)
+        throw new RangeError(
+          `${dir}: no bucket graph for batch ${missing.join(', ')} (buckets: ${form.buckets.map((b) => b.batch).join(', ')})`,
+        );
+    }
     // Bucket graphs share one weights file: memory-mapped (prepacking off), it is resident once for all of them.
     const options = sessionOptions(
       { ...opts, disablePrepacking: opts.disablePrepacking || entries.length > 1 },

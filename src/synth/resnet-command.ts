@@ -1,7 +1,7 @@
 /** `padserve synth resnet50`: full-size PAD-Net ResNet-50 (or its static / DY-Conv baselines) with seeded weights. */
 import { CliError, Progress, floatOption, intOption, parse } from '../cli/args.js';
 import { GRAPH_OPTIONS, GRAPH_USAGE, parseGraphOptions } from '../cli/graph-options.js';
-import { summaryLine } from '../convert/resnet/command.js';
+import { formName } from '../convert/resnet/command.js';
 import { synthesizeResNetConverted, type ResNetSynthVariant } from './resnet.js';
 
 const USAGE = `usage: padserve synth resnet50 --out DIR [options]
@@ -56,7 +56,8 @@ export async function synthCommand(argv: string[]): Promise<void> {
   });
   const s = (key: string) => ((timings[key] ?? 0) / 1000).toFixed(1);
   console.log(
-    `${values.out}: ${summaryLine(converted, card)} ` +
+    `${values.out}: ${card.variant} ResNet, ${(100 * card.dynamic.ratio).toFixed(1)}% dynamic, ${(converted.parameters / 1e6).toFixed(1)}M stored values, ` +
+      `${(card.graph.initializerBytes / 2 ** 20).toFixed(0)} MiB (${formName(converted.built)}${converted.buckets.length ? `, buckets ${converted.buckets.join(',')}` : ''}) ` +
       `in ${((performance.now() - started) / 1000).toFixed(1)} s (weights ${s('weightsMs')} s, calibration ${s('calibrationMs')} s, convert ${s('convertMs')} s, write ${s('writeMs')} s)`,
   );
 }

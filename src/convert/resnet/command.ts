@@ -24,7 +24,7 @@ import {
 } from './graph.js';
 import { probeNchwcBlock, type Layout } from './layout.js';
 import type { DynamicForm } from './padconv.js';
-import { formsForBudget, type ConcreteForm } from './budget.js';
+import { formsForBudget } from './budget.js';
 import { foldedConvs } from './fold.js';
 import {
   checkpointParameters,
@@ -189,10 +189,19 @@ export function convertPadConvLayer(
   tensors: Map<string, HostTensor>,
   metadata: Record<string, string>,
   opts: ResNetConvertOptions,
-): { graph: GraphBuilder; draft: CardDraft; outChannels: number } {
+): { form: GraphForm; draft: CardDraft; outChannels: number } {
   const { conv, temperature } = inferPadConvLayer(tensors, metadata, opts.temperature);
   const folded = foldPadConv(conv, null, temperature);
-  const g = buildPadConvLayerGraph(folded, opts.layout ?? { kind: 'nchw' }, opts.form ?? DEFAULT_FORM);
+  const layout = opts.layout ?? { kind: 'nchw' };
+  const weightForm = opts.form ?? DEFAULT_FORM;
+  const form: GraphForm = {
+    stem: 'model',
+    buckets: validBuckets(opts.buckets ?? [...DEFAULT_BUCKETS]).map((batch) => ({
+      batch,
+      build: () => buildPadConvLayerGraph(folded, layout, weightForm, batch),
+    })),
+    form: `${layoutName(layout)} grouped, weights: ${weightForm}`,
+  };
   const ratio = conv.dynamicEntries / conv.mask.length;
   const draft: CardDraft = {
     family: 'resnet',
@@ -217,7 +226,7 @@ export function convertPadConvLayer(
     },
     preprocess: opts.preprocess ?? IMAGENET_PREPROCESS,
   };
-  return { graph: g, draft, outChannels: conv.outChannels };
+  return { form, draft, outChannels: conv.outChannels };
 }
 
 async function read(input: string): Promise<Checkpoint> {
@@ -254,9 +263,10 @@ export async function convertCommand(
       temperature: opts.temperature,
       layout,
       form: choice?.form,
+      buckets: choice?.buckets,
       preprocess,
     });
-    const card = writeModelFolder(outDir, layer.graph, layer.draft, { maxRunBatch: 1 });
+    const card = writeModelForms(outDir, layer.draft, layer.form);
     console.log(
       `padconv layer: ${card.dynamic.layers[0]!.entries} entries, ${(100 * card.dynamic.ratio).toFixed(1)}% dynamic → ${outDir} (input x, output y)`,
     );

@@ -21,6 +21,7 @@ import {
   emitGap,
   emitRouter,
   lazyRuntimeZero,
+  toBatched,
   toGrouped,
   type DynamicForm,
   type LayerContext,
@@ -197,18 +198,36 @@ function guardedInput(ctx: LayerContext, x: Value): Value {
   return ctx.ops.add(x, nchwcGuard(ctx.g, ctx.ops, ctx.layout.block), 'nchwc_guard');
 }
 
-/** A lone PAD conv layer as a graph: input `x` [1, I, H, W] → output `y` [1, O, H', W'] (no BatchNorm). */
-export function buildPadConvLayerGraph(folded: FoldedConv, layout: Layout, form: DynamicForm): GraphBuilder {
+/**
+ * A lone PAD conv layer as a graph for a fixed batch B: input `x` [B, I, H, W] → output `y` [B, O, H', W'] (no
+ * BatchNorm), grouped like the network's convs.
+ */
+export function buildPadConvLayerGraph(
+  folded: FoldedConv,
+  layout: Layout,
+  form: DynamicForm,
+  batch = 1,
+): GraphBuilder {
   const g = new GraphBuilder('padconv_layer');
   const ops = new Ops(g);
-  const x = g.input('x', 'float32', [1, folded.inChannels, 'height', 'width']);
-  const ctx: LayerContext = { g, ops, layout, form, runtimeZeroInt32: lazyRuntimeZero(g, ops, x) };
+  const x = g.input('x', 'float32', [batch, folded.inChannels, 'height', 'width']);
+  const ctx: LayerContext = {
+    g,
+    ops,
+    layout,
+    form,
+    batch,
+    runtimeZeroInt32: lazyRuntimeZero(g, ops, x, batch),
+  };
   const nchwc = layout.kind === 'nchwc';
   const input = guardedInput(ctx, x);
-  const xin = nchwc ? g.op('ReorderInput', [input], {}, { domain: NCHWC_DOMAIN }) : input;
+  const xin = toGrouped(ctx, nchwc ? g.op('ReorderInput', [input], {}, { domain: NCHWC_DOMAIN }) : input);
   const pi = folded.dynamic ? emitRouter(ctx, emitGap(ctx, xin), folded.dynamic.router, 'padconv') : null;
-  let y = emitConv(ctx, { x: xin, conv: folded, pi, relu: false, sum: null, blockedInput: true });
+  let y = toBatched(
+    ctx,
+    emitConv(ctx, { x: xin, conv: folded, pi, relu: false, sum: null, blockedInput: true }),
+  );
   if (nchwc) y = g.op('ReorderOutput', [y], { channels: folded.outChannels }, { domain: NCHWC_DOMAIN });
-  g.output(y, 'y', 'float32', [1, folded.outChannels, 'out_height', 'out_width']);
+  g.output(y, 'y', 'float32', [batch, folded.outChannels, 'out_height', 'out_width']);
   return g;
 }
