@@ -95,9 +95,14 @@ describe('metadata → config → infer with binary data (what tritonclient and 
       expect.arrayContaining(['binary_tensor_data', 'classification', 'model_configuration', 'statistics']),
     );
     const meta = (await (await fetch(`${srv.url}/v2/models/${IMAGE_MODEL}`)).json()) as {
+      platform: string;
       inputs: { name: string; datatype: string; shape: number[] }[];
     };
     expect(meta.inputs).toEqual([{ name: 'pixel_values', datatype: 'FP32', shape: [-1, ...ROW] }]);
+    // inference_rest.md, Platforms: "Platform is returned as part of the response to a Model Metadata request
+    // but is information only". KServe lists onnx_onnxv1, Triton says onnxruntime_onnx in metadata and config
+    // (its tools read the config): padserve gives Triton's name in both, so the two answers agree.
+    expect(meta.platform).toBe('onnxruntime_onnx');
     for (const path of [`/v2/models/${IMAGE_MODEL}/config`, `/v2/models/${IMAGE_MODEL}/versions/1/config`]) {
       const res = await fetch(`${srv.url}${path}`);
       expect(res.status).toBe(200);
