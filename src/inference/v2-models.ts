@@ -21,6 +21,7 @@ import type { ModelCard, TensorSpec } from '../model/card.js';
 import { ServeError } from '../observability/errors.js';
 import type { ModelEntry } from '../repository/scan.js';
 import { imageRowShape } from '../repository/model.js';
+import { placementLine } from '../runtime/placement.js';
 import type { InferenceContext } from './v2-context.js';
 import { DEFAULT_PRIORITY_LEVEL, PRIORITY_LEVELS } from './v2-infer.js';
 import { TEXT_INPUT, TEXT_PAIR_INPUT } from './v2-rows.js';
@@ -108,6 +109,8 @@ function metadataInputs(card: ModelCard): { name: string; datatype: string; shap
 
 export function modelMetadata(ctx: InferenceContext, name: string, version?: number) {
   const { entry, card } = servedEntry(ctx, name, version);
+  // Nodes per execution provider from the load's profiled probe run (CUDA loads; src/runtime/placement.ts).
+  const placement = ctx.models.peek(name, version)?.instances[0]?.placement;
   return {
     name,
     versions: entry.served.map(String),
@@ -132,6 +135,7 @@ export function modelMetadata(ctx: InferenceContext, name: string, version?: num
             image_datatypes:
               'FP32 or FP16 normalised NCHW; UINT8 0-255 NCHW or NHWC (normalised by the server)',
           }),
+      ...(placement ? { placement: placementLine(placement) } : {}),
     },
   };
 }

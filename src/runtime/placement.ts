@@ -29,6 +29,8 @@ export interface PlacementSummary {
 }
 
 const KERNEL_SUFFIX = '_kernel_time';
+/** Op types named in the fallback warning (most frequent first); the rest are counted. */
+const WARNING_OP_TYPES = 10;
 
 /** The executed nodes of a profile (one entry per node, the first event of each). */
 export function parseProfile(profile: unknown): NodePlacement[] {
@@ -80,9 +82,10 @@ export function placementWarning(s: PlacementSummary, device: 'cpu' | 'cuda'): s
   if (cpu * 2 <= s.nodes) return null;
   const ops = Object.entries(s.cpuOps)
     .sort((a, b) => b[1] - a[1])
-    .map(([op, n]) => `${op} ×${n}`)
-    .join(', ');
-  return `${cpu} of ${s.nodes} nodes fell back to the CPU on a cuda session: ${ops}`;
+    .map(([op, n]) => `${op} ×${n}`);
+  const named = ops.slice(0, WARNING_OP_TYPES).join(', ');
+  const more = ops.length > WARNING_OP_TYPES ? ` and ${ops.length - WARNING_OP_TYPES} more op types` : '';
+  return `${cpu} of ${s.nodes} nodes fell back to the CPU on a cuda session: ${named}${more}`;
 }
 
 /**

@@ -268,7 +268,8 @@ export async function convertCommand(
       (spec.experts
         ? ` (${spec.experts} experts, top-${spec.topK}, dynamic ratio ${card.dynamic.ratio.toFixed(3)})`
         : '') +
-      `, ${spec.numLabels} labels -> ${outDir}`,
+      `, ${spec.numLabels} labels -> ${outDir}` +
+      (card.cudaGraph ? ` (+ CUDA form ${card.cudaGraph.file})` : ''),
   );
   return card;
 }
