@@ -310,7 +310,12 @@ export async function v2Plugin(app: FastifyInstance): Promise<void> {
         schema: {
           ...metaSchema(path.includes(':version')),
           summary: 'Model readiness (200 ready, 400 not: the V2 health convention)',
-          response: { 200: readyBody, 400: readyBody, ...errorResponses(404) },
+          // 400 is both "not ready" and a malformed model name (the error body): the schema lets either through.
+          response: {
+            200: readyBody,
+            400: { type: 'object', additionalProperties: true, properties: readyBody.properties },
+            ...errorResponses(404),
+          },
         },
       },
       async (req, reply) => {
