@@ -146,6 +146,31 @@ describe('policies', () => {
     expect(p.shapes().map((x) => x.rows)).toEqual([1, 2, 3, 4]);
   });
 
+  it('count with buckets: a count between buckets is rounded down to the full smaller bucket, sent now', () => {
+    const p = new CountPolicy(8, [1, 2, 4, 8]);
+    const sizes = [1, 2, 3, 4, 5, 7, 8, 9].map((n) => {
+      const s = p.select(entries(Array<number>(n).fill(1)));
+      return [s.entries.length, s.full];
+    });
+    expect(sizes).toEqual([
+      [1, false],
+      [2, false],
+      [2, true],
+      [4, false],
+      [4, true],
+      [4, true],
+      [8, true],
+      [8, true],
+    ]);
+    // Service order is kept: the rounded-down batch is the head of the queue.
+    expect(p.select(entries([1, 1, 1])).entries.map((e) => e.payload)).toEqual([0, 1]);
+    // Buckets beyond max_batch_size are ignored; between the largest bucket and the maximum, all go.
+    const q = new CountPolicy(6, [1, 2, 4, 8]);
+    expect(q.buckets).toEqual([1, 2, 4]);
+    expect(q.select(entries(Array<number>(6).fill(1))).entries.length).toBe(6);
+    expect(q.select(entries(Array<number>(5).fill(1))).entries.length).toBe(4);
+  });
+
   it('tokens: padded cost bucket(longest) × rows stays within the budget; the head always goes in', () => {
     const p = new TokenBudgetPolicy({ maxBatchSize: 8, maxBatchTokens: 128, buckets: [16, 32, 64] });
     expect(p.bucketOf(1)).toBe(16);

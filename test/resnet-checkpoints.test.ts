@@ -63,8 +63,13 @@ function writeCheckpoint(
   return path;
 }
 
-async function logitsOf(dir: string, x: Float32Array, batch: number): Promise<Float32Array> {
-  const s = await ModelSession.load(dir, { intraOpThreads: 2 });
+async function logitsOf(
+  dir: string,
+  x: Float32Array,
+  batch: number,
+  buckets?: number[],
+): Promise<Float32Array> {
+  const s = await ModelSession.load(dir, { intraOpThreads: 2, buckets });
   try {
     return (await s.run({ pixel_values: { dtype: 'float32', shape: [batch, 3, SIZE, SIZE], data: x } }))
       .logits!.data;
@@ -162,8 +167,11 @@ describe('random PAD-Net ResNets match the reference', () => {
       numClasses: c.opts.classes,
       temperature: c.tau,
     });
-    const x = randomImages(c.opts.seed, 2, SIZE);
-    expectClose(await logitsOf(dir, x, 2), referenceForward(stateDict, x, [2, 3, SIZE, SIZE], c.tau), c.name);
+    // Three images: per sample (bucket 1), padded into bucket 4, and split over buckets 2 + 1.
+    const x = randomImages(c.opts.seed, 3, SIZE);
+    const reference = referenceForward(stateDict, x, [3, 3, SIZE, SIZE], c.tau);
+    for (const buckets of [[1], [4], [1, 2]])
+      expectClose(await logitsOf(dir, x, 3, buckets), reference, `${c.name}, buckets ${buckets.join(',')}`);
   });
 });
 
@@ -396,7 +404,7 @@ describe('convert options', () => {
     }
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(
-      /^resnet pad: basic \[1\] widths 16 stem 16 K=4 τ=1 3 classes; 2 PAD convs, \d+\.\d% dynamic; .* MiB \(per-sample/,
+      /^resnet pad: basic \[1\] widths 16 stem 16 K=4 τ=1 3 classes; 2 PAD convs, \d+\.\d% dynamic; .* MiB \((nchwc\d+|nchw) grouped, weights: auto, buckets 1,2,4,8\)$/,
     );
   });
 

@@ -44,6 +44,24 @@ function layerOtherBytes(conv: FoldedConv, layout: Layout): number {
 }
 
 /**
+ * Stored bytes of the convs (weights, biases, routers) with per-layer `forms` (layers not in the map: unpool when
+ * they have a choice). The classifier is not included.
+ */
+export function convBytes(
+  convs: readonly FoldedConv[],
+  layout: Layout,
+  forms: ReadonlyMap<string, ConcreteForm>,
+): number {
+  return convs.reduce(
+    (n, conv, i) =>
+      n +
+      layerOtherBytes(conv, layout) +
+      layerWeightBytes(conv, layout, forms.get(conv.name) ?? 'unpool', i > 0),
+    0,
+  );
+}
+
+/**
  * Per-layer forms for a budget of `budgetBytes` over the convs' stored weights, biases and routers (the classifier,
  * a few MB at most, is outside the budget). Layers that have no choice (static, fully dynamic) are left out.
  */

@@ -6,7 +6,6 @@
  * fixtures) becomes a one-layer model folder with input `x` and output `y` (`convertPadConvLayer`).
  */
 import { basename } from 'node:path';
-import type { GraphBuilder } from '../../onnx/builder.js';
 import type { ModelCard, WeightSource, ImagePreprocessSpec } from '../../model/card.js';
 import { IMAGENET_PREPROCESS } from '../../model/card.js';
 import { writeModelFolder, writeModelForms, type CardDraft, type GraphForm } from '../../model/folder.js';

@@ -332,6 +332,7 @@ function convBias(
   const kb = conv.dynamic?.kernelBias;
   const batch = fixedBatch(ctx);
   if (!kb || !pi) {
+    addTally(ctx, 'static', 4 * storedOut);
     const bias = g.initializer(
       `${conv.name}.bias`,
       floatTensor(padVector(conv.bias, storedOut), [storedOut]),
