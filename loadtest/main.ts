@@ -9,8 +9,10 @@ import type { GlueTaskName } from '../src/preprocess/glue.js';
 import { compareBatching } from './compare-batching.js';
 import { compareModels } from './compare-models.js';
 import { compareOverhead } from './compare-overhead.js';
+import { compareProtocols, PROTOCOL_CONCURRENCIES } from './compare-protocols.js';
 import type { CompareOptions } from './configs.js';
 import { RESULTS_DIR, staleBuildWarning } from './paths.js';
+import { useTinyModels } from './repo.js';
 import type { Arrivals } from './random.js';
 import { compareReports, compareTable, readLoadtestReport, writeLoadtestReport } from './report.js';
 import { rateScenario, trafficScenario, type ScenarioOptions } from './scenarios.js';
@@ -32,6 +34,7 @@ comparisons (each starts its own servers; repositories under .cache/bench/):
   batching               batching on vs off (max_batch_size 1) at each concurrency
   overhead               HTTP vs the same model run in-process through onnxruntime
   models                 PAD vs static vs fully dynamic ResNet-50 and BERT
+  protocols              HTTP vs gRPC (--grpc) V2 inference, classify- and GLUE-equivalent (default --concurrency 1,16)
 
 options:
   --url URL              a running server (loopback addresses only); default: start one on a free port
@@ -48,7 +51,8 @@ options:
   --model NAME           image model for /classify (default: the server's default)
   --route ROUTE          classify | glue, for rate (default classify)
   --factor F             latency bound factor for rate (default 3)
-  --name NAME            result file name (default: scenario + time)`;
+  --name NAME            result file name (default: scenario + time)
+  --tiny                 comparisons on the tiny test fixture models (a smoke run: checks the pipeline, compares nothing)`;
 
 const OPTIONS = {
   url: { type: 'string' },
@@ -65,6 +69,7 @@ const OPTIONS = {
   route: { type: 'string' },
   factor: { type: 'string' },
   name: { type: 'string' },
+  tiny: { type: 'boolean' },
   compare: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -151,7 +156,7 @@ async function target(v: Values, scenario: string, log: (l: string) => void): Pr
 
 async function runScenario(scenario: string, v: Values, log: (l: string) => void): Promise<LoadtestReport> {
   const o = scenarioOptions(v, log);
-  if (scenario === 'batching' || scenario === 'overhead' || scenario === 'models') {
+  if (['batching', 'overhead', 'models', 'protocols'].includes(scenario)) {
     if (v.url)
       throw new LoadtestError(
         `${scenario} starts its own servers (it needs several configurations): leave out --url`,
@@ -163,6 +168,12 @@ async function runScenario(scenario: string, v: Values, log: (l: string) => void
       log,
       ...(o.name ? { name: o.name } : {}),
     };
+    useTinyModels(v.tiny ?? false);
+    if (scenario === 'protocols')
+      return compareProtocols({
+        ...c,
+        concurrencies: v.concurrency ? c.concurrencies : PROTOCOL_CONCURRENCIES,
+      });
     if (scenario === 'batching') return compareBatching(c);
     if (scenario === 'overhead') return compareOverhead(c);
     return compareModels(c);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectInference, type InferenceClient } from '../src/grpc/client.js';
+import { runGrpcClosedWindow } from '../loadtest/grpc-closed.js';
 import { prepareInputs } from '../src/cli/predict-inputs.js';
 import { imageToTensor } from '../src/preprocess/image.js';
 import { BertTokenizer } from '../src/preprocess/text/index.js';
@@ -631,5 +632,33 @@ describe('padserve serve --grpc (the built command)', () => {
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
+  });
+});
+
+describe('npm run loadtest: the gRPC closed loop', () => {
+  it('keeps c calls in flight, counts only the window and stops within its bounds', async () => {
+    const run = await runGrpcClosedWindow({
+      address: srv.server.grpcAddress!,
+      requests: [
+        {
+          method: 'ModelInfer',
+          request: {
+            model_name: TEXT_MODEL,
+            inputs: [{ name: 'text', datatype: 'BYTES', shape: [1] }],
+            raw_input_contents: [bytesContents(['a short sentence'])],
+          },
+        },
+      ],
+      connections: 2,
+      warmupS: 0.2,
+      durationS: 0.5,
+      maxCalls: 200,
+      token: API_TOKEN,
+    });
+    expect(run.errors).toBe(0);
+    expect(Object.keys(run.status)).toEqual(['200']);
+    expect(run.latenciesMs.length).toBe(run.status['200']);
+    expect(run.sent).toBeLessThanOrEqual(200);
+    expect(run.latenciesMs.length).toBeGreaterThan(0);
   });
 });
