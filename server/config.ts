@@ -136,6 +136,14 @@ export const SETTINGS = {
     default: 'cpu',
     doc: 'Execution provider. `cuda` is tried per model; when unavailable one line is logged and the model runs on the CPU.',
   }),
+  placementCheck: s({
+    group: 'Workers',
+    flag: 'placement-check',
+    env: 'PADSERVE_PLACEMENT_CHECK',
+    kind: { enum: ['cuda', 'always', 'off'] },
+    default: 'cuda',
+    doc: 'At load, profile one probe run to count the nodes each execution provider got (logged, a warning when most fell back to the CPU; V2 metadata `placement`). `cuda`: on CUDA sessions; `always`: on the CPU too. Costs a second session load and a run (docs/cuda.md).',
+  }),
   workerRunTimeoutMs: s({
     group: 'Workers',
     flag: 'worker-run-timeout-ms',

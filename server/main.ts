@@ -110,6 +110,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
     },
     pool,
     device: config.device,
+    placementCheck: config.placementCheck,
     intraOpThreads: threads.intraOpThreads,
     loadPolicy: config.loadPolicy,
     memoryCapBytes: config.modelMemoryCapMb * 1024 * 1024,

@@ -21,6 +21,7 @@ import {
 import { InferencePool } from '../src/runtime/pool.js';
 import { ModelSession } from '../src/runtime/session.js';
 import { PADNET_FIXTURES } from './support/paths.js';
+import { fixtureRepository, startTestServer, TEXT_MODEL } from './support/server.js';
 
 let tmp: string;
 let modelDir: string;
@@ -129,7 +130,7 @@ describe('the pool load path', () => {
         shareWeights: false,
         weightBytes: 1,
       };
-      const checked = await pool.load({ ...spec, key: 'bert/1#0', checkPlacement: true });
+      const checked = await pool.load({ ...spec, key: 'bert/1#0', placementCheck: 'always' });
       expect(checked.placement?.nodes).toBeGreaterThan(20);
       expect(checked.placement?.providers).toEqual({ [CPU_PROVIDER]: checked.placement!.nodes });
       expect(lines).toContain(`placement of bert/1#0 on cpu: ${placementLine(checked.placement!)}`);
@@ -138,6 +139,31 @@ describe('the pool load path', () => {
       expect(plain.placement).toBeNull();
     } finally {
       await pool.close();
+    }
+  });
+});
+
+describe('the server with --placement-check always', () => {
+  it('shows the placement line in V2 model metadata; the default (cuda) shows none on the CPU', async () => {
+    const repo = await fixtureRepository();
+    try {
+      for (const [mode, expected] of [
+        ['always', /^\d+ nodes: CPUExecutionProvider \d+$/],
+        ['cuda', undefined],
+      ] as const) {
+        const server = await startTestServer(repo.dir, { placementCheck: mode });
+        try {
+          const meta = (await (await fetch(`${server.url}/v2/models/${TEXT_MODEL}`)).json()) as {
+            parameters: Record<string, unknown>;
+          };
+          if (expected) expect(meta.parameters.placement).toMatch(expected);
+          else expect(meta.parameters).not.toHaveProperty('placement');
+        } finally {
+          await server.close();
+        }
+      }
+    } finally {
+      repo.cleanup();
     }
   });
 });

@@ -9,6 +9,7 @@
  */
 import { ServeError } from '../observability/errors.js';
 import type { InferencePool } from '../runtime/pool.js';
+import type { PlacementCheck } from '../runtime/placement.js';
 import type { ExecutionDevice } from '../runtime/session.js';
 import {
   estimateInstanceBytes,
@@ -34,6 +35,8 @@ export interface ManagerOptions {
   defaults: ServingDefaults;
   pool: InferencePool;
   device: ExecutionDevice;
+  /** When a load profiles a probe run for node placement (default 'cuda': CUDA sessions only). */
+  placementCheck?: PlacementCheck;
   intraOpThreads: number;
   loadPolicy: LoadPolicy;
   /** Lazy policy: unload least recently used idle models to stay under this many bytes (0 = no cap). */
@@ -262,6 +265,7 @@ export class ModelManager {
           ),
           pool: this.opts.pool,
           device: this.opts.device,
+          placementCheck: this.opts.placementCheck,
           intraOpThreads: this.opts.intraOpThreads,
           retryAfterS: this.opts.retryAfterS,
           observer: this.opts.observer,

@@ -19,6 +19,7 @@ import type { EntryResult, SubmitOptions } from '../batching/queue.js';
 import type { ModelCard, TelemetrySpec } from '../model/card.js';
 import { ServeError } from '../observability/errors.js';
 import type { InferencePool, InstanceHandle } from '../runtime/pool.js';
+import type { PlacementCheck } from '../runtime/placement.js';
 import type { ExecutionDevice } from '../runtime/session.js';
 import type { HostTensor } from '../tensor.js';
 import { statSync } from 'node:fs';
@@ -49,6 +50,8 @@ export interface LoadArgs {
   shareWeights: boolean;
   pool: InferencePool;
   device: ExecutionDevice;
+  /** When the load profiles a probe run for node placement (pool.ts `InstanceSpec.placementCheck`). */
+  placementCheck?: PlacementCheck;
   intraOpThreads: number;
   retryAfterS: number;
   observer: ModelObserver;
@@ -172,6 +175,7 @@ export class ServedModel {
             intraOpThreads: args.intraOpThreads,
             shareWeights: args.shareWeights,
             weightBytes: estimateInstanceBytes(args.card, args.shareWeights),
+            placementCheck: args.placementCheck,
           }),
         );
       }

@@ -8,6 +8,13 @@
 import type { ModelCard } from '../model/card.js';
 import { numel, type HostTensor } from '../tensor.js';
 
+/** When a load runs the placement check: on CUDA sessions (default), on every session, or never. */
+export type PlacementCheck = 'cuda' | 'always' | 'off';
+
+export function wantsPlacementCheck(mode: PlacementCheck | undefined, device: 'cpu' | 'cuda'): boolean {
+  return mode === 'always' || ((mode ?? 'cuda') === 'cuda' && device === 'cuda');
+}
+
 export const CPU_PROVIDER = 'CPUExecutionProvider';
 export const CUDA_PROVIDER = 'CUDAExecutionProvider';
 

@@ -14,7 +14,7 @@ import type { ExecutionDevice, Feeds } from './session.js';
 import type { HostTensor } from '../tensor.js';
 import { startWorker } from './threads.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
-import { placementLine, placementWarning, type PlacementSummary } from './placement.js';
+import { placementLine, placementWarning, type PlacementCheck, type PlacementSummary } from './placement.js';
 
 export interface PoolLogger {
   info(msg: string): void;
@@ -40,10 +40,10 @@ export interface InstanceSpec {
   /** For placement: bytes of weights this instance holds. */
   weightBytes: number;
   /**
-   * Profile one probe run at load to count the nodes each execution provider got (logged; `handle.placement`).
-   * Default: when the session runs on CUDA. It costs a second session load and one run.
+   * Profile one probe run at load to count the nodes each execution provider got (logged; `handle.placement`):
+   * 'cuda' (default) when the session runs on CUDA, 'always', or 'off'. Costs a second session load and a run.
    */
-  checkPlacement?: boolean;
+  placementCheck?: PlacementCheck;
 }
 
 export interface RunResult {
@@ -339,7 +339,7 @@ export class InferencePool {
 
 /** The worker message that (re)creates an instance's session: the same for a first load and a restore. */
 function loadRequest(spec: InstanceSpec): Omit<Extract<WorkerRequest, { op: 'load' }>, 'id'> {
-  const { key, dir, device, intraOpThreads, shareWeights, checkPlacement } = spec;
+  const { key, dir, device, intraOpThreads, shareWeights, placementCheck } = spec;
   return {
     op: 'load',
     key,
@@ -347,6 +347,6 @@ function loadRequest(spec: InstanceSpec): Omit<Extract<WorkerRequest, { op: 'loa
     device,
     intraOpThreads,
     shareWeights,
-    ...(checkPlacement === undefined ? {} : { checkPlacement }),
+    ...(placementCheck === undefined ? {} : { placementCheck }),
   };
 }

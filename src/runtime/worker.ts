@@ -7,7 +7,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { ExecutionDevice, Feeds, ModelSession } from './session.js';
 import type { HostTensor } from '../tensor.js';
-import type { PlacementSummary } from './placement.js';
+import { wantsPlacementCheck, type PlacementCheck, type PlacementSummary } from './placement.js';
 
 export type WorkerRequest =
   | {
@@ -18,8 +18,8 @@ export type WorkerRequest =
       device: ExecutionDevice;
       intraOpThreads: number;
       shareWeights: boolean;
-      /** Profile one probe run to see where the nodes went (placement-probe.ts); default: on CUDA sessions. */
-      checkPlacement?: boolean;
+      /** Profile one probe run to see where the nodes went (placement-probe.ts); default 'cuda'. */
+      placementCheck?: PlacementCheck;
     }
   | { op: 'run'; id: number; key: string; feeds: Feeds; outputs?: string[] }
   | { op: 'unload'; id: number; key: string };
@@ -86,7 +86,7 @@ async function handle(msg: WorkerRequest): Promise<{ reply: WorkerReply; transfe
         );
       sessions.set(msg.key, s);
       let placement: PlacementSummary | null = null;
-      if (msg.checkPlacement ?? s.device === 'cuda') {
+      if (wantsPlacementCheck(msg.placementCheck, s.device)) {
         const { probePlacement } = await import('./placement-probe.js');
         placement = await probePlacement(msg.dir, s.device, {
           intraOpThreads: msg.intraOpThreads,
