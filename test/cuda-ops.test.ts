@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCommand } from '../src/convert/bert/command.js';
+import { convertCommand as convertResNet } from '../src/convert/resnet/command.js';
 import { readModelCard } from '../src/model/folder.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
 import { onnx } from '../src/onnx/proto.js';
@@ -30,18 +31,25 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /**
  * Every CUDA form the project builds: a name and a builder writing a model folder. `checkCudaForm` reads the
- * graph files `--device cuda` loads (graphFor(card, 'cuda')). `cudaGraph: true` when the folder must carry a
- * separate CUDA form (its CPU form is not CUDA-clean).
+ * graph files `--device cuda` loads (graphFor(card, 'cuda')). `cudaGraph`: the folder carries a separate CUDA
+ * form; `cpuFormUnfit`: its CPU form is known not to be CUDA-clean (so the check is seen to catch it).
  */
-const CUDA_FORMS: { name: string; cudaGraph: boolean; build: (dir: string) => Promise<unknown> }[] = [
+const CUDA_FORMS: {
+  name: string;
+  cudaGraph: boolean;
+  cpuFormUnfit?: boolean;
+  build: (dir: string) => Promise<unknown>;
+}[] = [
   {
     name: 'BERT converted (bert-tiny fixture)',
     cudaGraph: true,
+    cpuFormUnfit: true, // routed experts: NonZero per expert
     build: (dir) => convertCommand(join(PADNET_FIXTURES, 'bert-tiny'), dir, {}),
   },
   {
     name: 'BERT synth (PAD, 2 layers)',
     cudaGraph: true,
+    cpuFormUnfit: true,
     build: (dir) => synthesizeBert({ outDir: dir, task: 'mnli', layers: 2, hidden: 64, seed: 3 }),
   },
   {
@@ -49,7 +57,14 @@ const CUDA_FORMS: { name: string; cudaGraph: boolean; build: (dir: string) => Pr
     cudaGraph: false,
     build: (dir) => synthesizeBert({ outDir: dir, task: 'sst2', layers: 1, hidden: 64, variant: 'dense' }),
   },
-  // ResNet: { name: 'ResNet synth (nchw)', cudaGraph: true, build: (dir) => synthesizeResNet({ outDir: dir, ... }) },
+  {
+    name: 'ResNet converted (resnet-tiny fixture, CUDA form)',
+    cudaGraph: true,
+    build: (dir) =>
+      convertResNet(join(PADNET_FIXTURES, 'resnet-tiny', 'model.safetensors'), dir, {
+        graph: { layout: 'probe', cudaForm: true },
+      }),
+  },
 ];
 
 describe('the CUDA op list (onnxruntime docs/OperatorKernels.md)', () => {
@@ -121,7 +136,7 @@ describe('every CUDA-form graph the project builds', () => {
         expect(f.unsupported, f.file).toEqual([]);
         expect(f.hostSync, f.file).toEqual([]);
       }
-      if (form.cudaGraph) {
+      if (form.cpuFormUnfit) {
         // The separate form exists for a reason: the CPU form is not CUDA-clean (this is what the check catches).
         const card = readModelCard(dir);
         const cpu = onnx.ModelProto.decode(readFileSync(join(dir, card.graph.file)));
