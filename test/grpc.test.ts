@@ -239,12 +239,19 @@ describe('gRPC ModelInfer', () => {
   it('runs FP32 pixels from raw_input_contents: the HTTP binary answer bit for bit, the predict path’s logits', async () => {
     const feeds = await prepareInputs(resnet.card, { images: [join(IMAGE_FIXTURES, 'coffee.jpg')] });
     const want = (await resnet.run(feeds)).logits!.data;
-    const res = await infer({
-      model_name: IMAGE_MODEL,
-      id: 'req-1',
-      inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 224, 224] }],
-      raw_input_contents: [fp32Bytes(pixels)],
-    });
+    let timing: grpc.Metadata | null = null;
+    const res = await infer(
+      {
+        model_name: IMAGE_MODEL,
+        id: 'req-1',
+        inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [1, 3, 224, 224] }],
+        raw_input_contents: [fp32Bytes(pixels)],
+      },
+      { onMetadata: (md) => (timing = md) },
+    );
+    // HTTP's timing headers, as initial metadata.
+    expect(timing!.get('x-batch-size')).toEqual(['1']);
+    expect(Number(timing!.get('x-queue-time')[0])).toBeGreaterThanOrEqual(0);
     expect(res).toMatchObject({ model_name: IMAGE_MODEL, model_version: '1', id: 'req-1' });
     expect(res.outputs).toHaveLength(1);
     expect(res.outputs[0]).toMatchObject({ name: 'logits', datatype: 'FP32', shape: ['1', '10'] });

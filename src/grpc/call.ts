@@ -8,6 +8,7 @@
  * - Repository calls need the admin token, as the HTTP model-control routes do.
  * - Every failure becomes the gRPC status of its reason (status.ts).
  */
+import { Metadata } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
 import { ServeError } from '../observability/errors.js';
 import type { Outcome } from '../observability/metrics.js';
@@ -60,6 +61,19 @@ export function adminOnly<Req, Res>(ctx: ServerContext, handler: Handler<Req, Re
   };
 }
 
+/** HTTP's timing headers (x-queue-time, ...; milliseconds) as the response's initial metadata. */
+export function timingMetadata(t: RequestTrack): Metadata {
+  const md = new Metadata();
+  const f = (x: number) => x.toFixed(3);
+  md.set('x-preprocess-time', f(t.preprocessMs));
+  md.set('x-queue-time', f(t.queueMs));
+  md.set('x-inference-time', f(t.inferenceMs));
+  md.set('x-postprocess-time', f(t.postprocessMs));
+  md.set('x-total-time', f(performance.now() - t.start));
+  md.set('x-batch-size', String(t.batchSize));
+  return md;
+}
+
 function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>, defaultMs: number): number {
   const d = call.getDeadline();
   const at = d instanceof Date ? d.getTime() : d;
@@ -104,6 +118,7 @@ export function tracked<Req, Res>(
     call.once('cancelled', onCancel);
     try {
       const res = await handler(req, t, call);
+      call.sendMetadata(timingMetadata(t));
       finish(ctx, t, 'ok');
       return res;
     } catch (err) {

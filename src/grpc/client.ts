@@ -12,6 +12,8 @@ export interface CallOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   metadata?: Record<string, string>;
+  /** Receives the response's initial metadata (padserve's timing entries: x-queue-time, x-batch-size, ...). */
+  onMetadata?: (md: grpc.Metadata) => void;
 }
 
 export interface InferenceClient {
@@ -47,6 +49,7 @@ export function connectInference(address: string, options: grpc.ChannelOptions =
           err ? reject(err) : resolve(res as Res),
         );
         opts.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+        if (opts.onMetadata) call.on('metadata', opts.onMetadata);
       });
     },
     close: () => client.close(),
