@@ -5,6 +5,9 @@
  * Each test quotes the protocol line it checks (KServe open-inference-protocol `inference_rest.md`, Triton
  * `docs/protocol/*.md`).
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +17,7 @@ import type { ResNetCard } from '../src/model/card.js';
 import { imageToTensor } from '../src/preprocess/image.js';
 import { BertTokenizer } from '../src/preprocess/text/index.js';
 import { ModelSession } from '../src/runtime/session.js';
+import { CLI } from './support/paths.js';
 import {
   fixtureRepository,
   IMAGE_MODEL,
@@ -182,6 +186,65 @@ describe('metadata → config → infer with binary data (what tritonclient and 
     // "Only has 1 input": the text model has three token inputs.
     await expectError(await raw(TEXT_MODEL, Buffer.alloc(16)), 400, 'raw_binary_unsupported');
     await expectError(await raw(IMAGE_MODEL, Buffer.alloc(12)), 400, 'data_length_mismatch');
+  });
+});
+
+describe('the same answers as padserve predict', () => {
+  it('V2 infer (image pixels, text as BYTES) equals `padserve predict --tensor` on the model folder', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'padserve-v2-predict-'));
+    const predict = (model: string, tensors: [string, Buffer, string, number[]][]) => {
+      const args = [
+        CLI,
+        'predict',
+        join(repo.dir, model, '1'),
+        '--threads',
+        '1',
+        '--out',
+        join(tmp, 'out.bin'),
+      ];
+      for (const [name, bytes, dtype, shape] of tensors) {
+        writeFileSync(join(tmp, `${name}.bin`), bytes);
+        args.push('--tensor', `${name}=${join(tmp, `${name}.bin`)}:${dtype}:${shape.join('x')}`);
+      }
+      const run = spawnSync(process.execPath, args, { encoding: 'utf8' });
+      expect(run.status, run.stderr).toBe(0);
+      return floats(readFileSync(join(tmp, 'out.bin')));
+    };
+    try {
+      const image = predict(IMAGE_MODEL, [
+        [
+          'pixel_values',
+          Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength),
+          'float32',
+          [1, ...ROW],
+        ],
+      ]);
+      expectClose(
+        (await outputsOf(await infer(IMAGE_MODEL, fp32(pixels))))[0]!.data as number[],
+        image,
+        1e-5,
+      );
+
+      const e = BertTokenizer.load().encode('a man plays a guitar', 'a person makes music', {
+        maxLength: 128,
+      });
+      const n = e.inputIds.length;
+      const i64 = (v: number[]) => Buffer.from(BigInt64Array.from(v, (x) => BigInt(x)).buffer);
+      const text = predict(TEXT_MODEL, [
+        ['input_ids', i64(e.inputIds), 'int64', [1, n]],
+        ['attention_mask', i64(new Array<number>(n).fill(1)), 'int64', [1, n]],
+        ['token_type_ids', i64(e.tokenTypeIds), 'int64', [1, n]],
+      ]);
+      const res = await infer(TEXT_MODEL, {
+        inputs: [
+          { name: 'text', shape: [1], datatype: 'BYTES', data: ['a man plays a guitar'] },
+          { name: 'text_pair', shape: [1], datatype: 'BYTES', data: ['a person makes music'] },
+        ],
+      });
+      expectClose((await outputsOf(res))[0]!.data as number[], text, 1e-5);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });
 
@@ -450,6 +513,27 @@ describe('compressed request bodies', () => {
       });
       expectClose((await outputsOf(res))[0]!.data as number[], wantLogits);
     }
+    // The binary extension inside a compressed body: the header length counts the decompressed JSON.
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [
+          {
+            name: 'pixel_values',
+            shape: [1, ...ROW],
+            datatype: 'FP32',
+            parameters: { binary_data_size: pixels.byteLength },
+          },
+        ],
+      }),
+    );
+    const binary = await fetch(`${srv.url}/v2/models/${IMAGE_MODEL}/infer`, {
+      method: 'POST',
+      body: gzipSync(
+        Buffer.concat([header, Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength)]),
+      ),
+      headers: { 'content-encoding': 'gzip', 'inference-header-content-length': String(header.length) },
+    });
+    expectClose((await outputsOf(binary))[0]!.data as number[], wantLogits);
     // 64 MiB of zeros gzip to ~64 KiB: the decompressed size is held to the 16 MiB body limit.
     const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024));
     expect(bomb.length).toBeLessThan(1024 * 1024);
