@@ -21,7 +21,14 @@ import {
   variantSummary,
 } from './compare-models.js';
 import { addOverhead, overheadDirect, saturatingConcurrencies, type HttpSide } from './compare-overhead.js';
-import { bertVariantSpec, mainSpec, pointAt, resnetVariantSpec, type CompareOptions } from './configs.js';
+import {
+  bertVariantSpec,
+  mainSpec,
+  pointAt,
+  ratio,
+  resnetVariantSpec,
+  type CompareOptions,
+} from './configs.js';
 import { runModelBenches, type ModelBenchResult } from './model-benches.js';
 import { REPO_ROOT, RESULTS_DIR, staleBuildWarning } from './paths.js';
 import { ensureModel, useTinyModels, type ModelSource } from './repo.js';
@@ -227,6 +234,19 @@ async function variants(
   }
   report.series.push(...[...resnet, ...bert].map((s) => ({ ...s, group: 'models' })));
   variantSummary(report, 'ResNet-50', resnet);
+  // The bucketed PAD graphs against the per-sample form of the same model, side by side in this run.
+  const perSample = resnet.find((s) => s.label === 'resnet50-pad-per-sample');
+  if (perSample) {
+    const top = Math.max(...pad.resnet.points.map((p) => p.concurrency ?? 0));
+    report.summary[`classify c=${top}: bucketed / per-sample PAD throughput`] = ratio(
+      pointAt(pad.resnet, top)?.throughputRps,
+      pointAt(perSample, top)?.throughputRps,
+    );
+    report.summary['classify c=1: bucketed / per-sample PAD p50 latency'] = ratio(
+      pointAt(pad.resnet, 1)?.latencyMs.p50,
+      pointAt(perSample, 1)?.latencyMs.p50,
+    );
+  }
   variantSummary(report, 'BERT', bert);
 }
 

@@ -22,7 +22,8 @@ import { dirname, join } from 'node:path';
 import { BENCH_CACHE, FIXTURES_DIR, PADSERVE_BIN, REPO_ROOT } from './paths.js';
 import { LoadtestError } from './url.js';
 
-export type ResnetVariant = 'pad' | 'static' | 'dyconv';
+/** 'pad-per-sample': the PAD model in the per-sample form (`--buckets 1`), for the bucketed-vs-per-sample ratio. */
+export type ResnetVariant = 'pad' | 'static' | 'dyconv' | 'pad-per-sample';
 export type BertVariant = 'pad' | 'dense' | 'moe';
 
 export type ModelSource =
@@ -46,10 +47,15 @@ function projectDefault(s: ModelSource): string | null {
   return existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'model.onnx')) ? dir : null;
 }
 
+/** The synthesised variant of a source and whether it is the per-sample form. */
+function resnetForm(v: ResnetVariant): { variant: string; perSample: boolean } {
+  return v === 'pad-per-sample' ? { variant: 'pad', perSample: true } : { variant: v, perSample: false };
+}
+
 export function synthArgs(s: ModelSource, out: string): string[] {
-  return s.family === 'resnet'
-    ? ['synth', 'resnet50', '--variant', s.variant, '--out', out]
-    : ['synth', 'bert', '--task', s.task, '--variant', s.variant, '--out', out];
+  if (s.family === 'bert') return ['synth', 'bert', '--task', s.task, '--variant', s.variant, '--out', out];
+  const { variant, perSample } = resnetForm(s.variant);
+  return ['synth', 'resnet50', '--variant', variant, '--out', out, ...(perSample ? ['--buckets', '1'] : [])];
 }
 
 function runPadserve(args: string[], log: (line: string) => void): Promise<void> {
@@ -110,11 +116,18 @@ function usable(dir: string, s: ModelSource): boolean {
     const card = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as {
       variant?: string;
       source?: { kind?: string; seed?: number };
-      graph?: { file?: string };
+      graph?: { file?: string; buckets?: { batch: number }[] };
     };
     if (!existsSync(join(dir, card.graph?.file ?? 'model.onnx'))) return false;
     if (tinyModels) return true;
-    return card.variant === s.variant && card.source?.kind === 'synthetic' && card.source.seed === 0;
+    const want = s.family === 'resnet' ? resnetForm(s.variant) : { variant: s.variant, perSample: false };
+    // Dynamic ResNets are bucketed (1, 2, 4, 8) unless built per sample; older folders (no buckets) are rebuilt.
+    const buckets = card.graph?.buckets?.map((b) => b.batch).join(',');
+    const formOk =
+      s.family !== 'resnet' || want.variant === 'static' || buckets === (want.perSample ? '1' : '1,2,4,8');
+    return (
+      formOk && card.variant === want.variant && card.source?.kind === 'synthetic' && card.source.seed === 0
+    );
   } catch {
     return false;
   }

@@ -152,6 +152,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
         repoDir,
         opts.builders ?? synthBuilders,
         opts.progress ?? stderrProgress(),
+        { cudaForm: config.device === 'cuda' },
       );
       if (built.length) app.log.info(`built default models: ${built.join(', ')}`);
     }

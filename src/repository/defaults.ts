@@ -20,9 +20,18 @@ export const GLUE_SUITE_DIR = '.glue-suite';
 
 export type ProgressFn = (label: string, done: number, total: number, detail?: string) => void;
 
+/** How the defaults are built: `cudaForm` when the server runs on CUDA (the form every CUDA node can run). */
+export interface DefaultBuildOptions {
+  cudaForm?: boolean;
+}
+
 /** What the builders must provide (the synth modules; injectable for tests). */
 export interface DefaultBuilders {
-  resnet(outDir: string, onProgress: (done: number, total: number, detail?: string) => void): Promise<void>;
+  resnet(
+    outDir: string,
+    onProgress: (done: number, total: number, detail?: string) => void,
+    opts?: DefaultBuildOptions,
+  ): Promise<void>;
   glue(
     dirs: Record<string, string>,
     onProgress: (done: number, total: number, detail?: string) => void,
@@ -61,6 +70,7 @@ export async function ensureDefaultModels(
   repoDir: string,
   builders: DefaultBuilders,
   progress: ProgressFn,
+  opts: DefaultBuildOptions = {},
 ): Promise<string[]> {
   const plan = missingDefaults(repoDir);
   const built: string[] = [];
@@ -73,7 +83,7 @@ export async function ensureDefaultModels(
       instances: 1,
       warmup: 'all',
     });
-    await builders.resnet(plan.resnet, (d, t, detail) => progress(DEFAULT_IMAGE_MODEL, d, t, detail));
+    await builders.resnet(plan.resnet, (d, t, detail) => progress(DEFAULT_IMAGE_MODEL, d, t, detail), opts);
     built.push(DEFAULT_IMAGE_MODEL);
   }
   const tasks = Object.keys(plan.glue);
@@ -100,9 +110,16 @@ export async function ensureDefaultModels(
 
 /** The real builders: the synth modules, imported only when something must be built. */
 export const synthBuilders: DefaultBuilders = {
-  async resnet(outDir, onProgress) {
+  async resnet(outDir, onProgress, opts) {
     const { synthesizeResNet } = await import('../synth/resnet.js');
-    await synthesizeResNet({ outDir, seed: DEFAULT_SEED, dynamicRatio: 0.3, variant: 'pad', onProgress });
+    await synthesizeResNet({
+      outDir,
+      seed: DEFAULT_SEED,
+      dynamicRatio: 0.3,
+      variant: 'pad',
+      onProgress,
+      graph: { layout: 'probe', cudaForm: opts?.cudaForm ?? false },
+    });
   },
   async glue(dirs, onProgress) {
     // The suite writes <suite>/<task>/ folders (one encoder, hard-linked weights; reused on later builds);
