@@ -180,6 +180,16 @@ describe('GLUE suite heads carry the CUDA form', () => {
     const b = await bothForms(join(tmp, 'direct-stsb'), inputs);
     expect(Array.from(a.cuda.logits!)).toEqual(Array.from(b.cuda.logits!));
     expect(maxAbsDiff(a.cuda.logits!, a.cpu.logits!)).toBeLessThanOrEqual(1e-5);
+
+    // A later call derives a new task from the folders on disk (the CUDA encoder digest read back from them).
+    const more = await synthesizeGlueSuite({
+      rootDir: join(tmp, 'suite'),
+      tasks: ['mnli', 'rte'],
+      seed: 4,
+      ...size,
+    });
+    const rte = await synthesizeBert({ outDir: join(tmp, 'direct-rte'), task: 'rte', seed: 4, ...size });
+    expect(readModelCard(more.rte!).cudaGraph!.weightsSha256).toBe(rte.cudaGraph!.weightsSha256);
   });
 });
 
