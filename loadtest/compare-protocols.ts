@@ -186,7 +186,7 @@ export async function compareProtocols(o: CompareOptions): Promise<LoadtestRepor
     }
   }
   report.notes.push(
-    'HTTP and gRPC points alternate on one server (same models, batcher and workers). HTTP: autocannon, one TCP connection per concurrent request; gRPC: one HTTP/2 channel multiplexing the concurrent calls (as Triton/KServe gRPC clients do). gRPC statuses are counted under the HTTP status of the same meaning.',
+    'HTTP and gRPC points alternate on one server (same models, batcher and workers). HTTP: autocannon, one TCP connection per concurrent request, pre-built bodies, answers not parsed; gRPC: grpc-js in this process, one HTTP/2 channel multiplexing the concurrent calls (as Triton/KServe gRPC clients do), requests serialized once, answers not decoded. Both clients share the machine with the server: see the client CPU column. gRPC statuses are counted under the HTTP status of the same meaning.',
   );
   return report;
 }

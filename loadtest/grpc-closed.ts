@@ -7,7 +7,7 @@
  * RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, DEADLINE_EXCEEDED 504), so the report's columns read the same.
  */
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
-import { connectInference } from '../src/grpc/client.js';
+import { connectInference, encodeRequest } from '../src/grpc/client.js';
 import type { RawRun } from './closed.js';
 import { buildPoint, ServerProbe } from './point.js';
 import { settle } from './prometheus.js';
@@ -54,6 +54,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function runGrpcClosedWindow(o: GrpcClosedOptions): Promise<RawRun> {
   if (!o.requests.length) throw new Error('no requests to send');
   const client = connectInference(o.address);
+  // Serialized once, like autocannon's pre-built bodies; answers are not decoded (autocannon does not parse them).
+  const encoded = o.requests.map((r) => ({ method: r.method, bytes: encodeRequest(r.method, r.request) }));
   const rec: RawRun = { latenciesMs: [], status: {}, errors: 0, sent: 0, wallS: 0, clientCpuS: 0 };
   let counting = o.warmupS <= 0;
   let running = true;
@@ -61,12 +63,12 @@ export async function runGrpcClosedWindow(o: GrpcClosedOptions): Promise<RawRun>
   const maxCalls = o.maxCalls ?? 1_000_000;
   const loop = async (start: number) => {
     for (let i = start; running && calls < maxCalls; i++) {
-      const spec = o.requests[i % o.requests.length]!;
+      const spec = encoded[i % encoded.length]!;
       calls++;
       const t0 = performance.now();
       let key: string;
       try {
-        await client.call(spec.method, spec.request, {
+        await client.callRaw(spec.method, spec.bytes, {
           timeoutMs: (o.timeoutS ?? 30) * 1000,
           ...(o.token !== undefined ? { token: o.token } : {}),
         });

@@ -4,7 +4,8 @@
  * speaks the same grpc_service.proto as the server, with the same message shapes (messages.ts).
  */
 import * as grpc from '@grpc/grpc-js';
-import { loadClientConstructor } from './server.js';
+import { loadClientConstructor, loadServiceDefinition } from './server.js';
+import { SERVICE } from './call.js';
 
 export interface CallOptions {
   token?: string;
@@ -18,7 +19,19 @@ export interface CallOptions {
 
 export interface InferenceClient {
   call<Res = unknown>(method: string, request: object, opts?: CallOptions): Promise<Res>;
+  /**
+   * A call with a request already serialized (encodeRequest) whose answer stays serialized: the load generator
+   * sends pre-built bytes and skips decoding, as autocannon does on the HTTP side.
+   */
+  callRaw(method: string, request: Buffer, opts?: CallOptions): Promise<Buffer>;
   close(): void;
+}
+
+/** A request message as its protobuf bytes. */
+export function encodeRequest(method: string, request: object): Buffer {
+  const m = loadServiceDefinition()[method];
+  if (!m) throw new Error(`no gRPC method ${method}`);
+  return m.requestSerialize(request);
 }
 
 type UnaryMethod = (
@@ -35,21 +48,42 @@ export function connectInference(address: string, options: grpc.ChannelOptions =
     'grpc.max_send_message_length': -1,
     ...options,
   });
+  const metadataOf = (opts: CallOptions) => {
+    const md = new grpc.Metadata();
+    if (opts.token !== undefined) md.set('authorization', `Bearer ${opts.token}`);
+    for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
+    return md;
+  };
+  const optionsOf = (opts: CallOptions): grpc.CallOptions =>
+    opts.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {};
+  const watch = (call: grpc.ClientUnaryCall, opts: CallOptions) => {
+    opts.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+    if (opts.onMetadata) call.on('metadata', opts.onMetadata);
+  };
+  const same = (b: Buffer) => b;
   return {
     call<Res>(method: string, request: object, opts: CallOptions = {}): Promise<Res> {
       const fn = (client as unknown as Record<string, UnaryMethod | undefined>)[method];
       if (typeof fn !== 'function') return Promise.reject(new Error(`no gRPC method ${method}`));
-      const md = new grpc.Metadata();
-      if (opts.token !== undefined) md.set('authorization', `Bearer ${opts.token}`);
-      for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
-      const callOpts: grpc.CallOptions =
-        opts.timeoutMs !== undefined ? { deadline: Date.now() + opts.timeoutMs } : {};
       return new Promise<Res>((resolve, reject) => {
-        const call = fn.call(client, request, md, callOpts, (err, res) =>
+        const call = fn.call(client, request, metadataOf(opts), optionsOf(opts), (err, res) =>
           err ? reject(err) : resolve(res as Res),
         );
-        opts.signal?.addEventListener('abort', () => call.cancel(), { once: true });
-        if (opts.onMetadata) call.on('metadata', opts.onMetadata);
+        watch(call, opts);
+      });
+    },
+    callRaw(method: string, request: Buffer, opts: CallOptions = {}): Promise<Buffer> {
+      return new Promise<Buffer>((resolve, reject) => {
+        const call = client.makeUnaryRequest(
+          `${SERVICE}/${method}`,
+          same,
+          same,
+          request,
+          metadataOf(opts),
+          optionsOf(opts),
+          (err, res) => (err ? reject(err) : resolve(res!)),
+        );
+        watch(call, opts);
       });
     },
     close: () => client.close(),
