@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { floatToHalf, halfToFloat } from '../src/inference/v2-codec.js';
+import { floatToHalf, halfToFloat } from '../src/inference/half.js';
 import { checkParameters } from '../src/inference/v2-infer.js';
 import type { ResNetCard } from '../src/model/card.js';
 import { imageToTensor } from '../src/preprocess/image.js';
