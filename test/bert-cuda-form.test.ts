@@ -1,8 +1,8 @@
 /**
  * The BERT CUDA form (`card.cudaGraph`: strategy all-experts, static shapes) run on the CPU execution provider:
  * it reproduces the bert-tiny fixture like the CPU form and gives the CPU form's logits and telemetry (≤ 1e-5);
- * synth folders share one weights file between the forms, GLUE suite heads carry both forms, and a form whose
- * tensors differ from the CPU form's gets its own data file. No GPU here: placement on CUDA is not tested.
+ * synth folders share one weights file between the forms, GLUE suite heads carry both forms, and a CUDA form
+ * whose large tensors are not the CPU form's cannot claim its file. No GPU here: placement on CUDA is not tested.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERT_CUDA_FORM, convertCommand } from '../src/convert/bert/command.js';
 import type { ModelCard } from '../src/model/card.js';
 import { readModelCard, writeModelFolder } from '../src/model/folder.js';
-import { writeCudaForm } from '../src/model/forms.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
 import { Ops } from '../src/onnx/ops.js';
 import { synthesizeBert, synthesizeGlueSuite } from '../src/synth/bert.js';
@@ -193,7 +192,7 @@ describe('GLUE suite heads carry the CUDA form', () => {
   });
 });
 
-describe('writeCudaForm', () => {
+describe('a CUDA form sharing the CPU form weights file', () => {
   function graph(weight: Float32Array): GraphBuilder {
     const g = new GraphBuilder('t');
     const ops = new Ops(g);
@@ -202,9 +201,7 @@ describe('writeCudaForm', () => {
     return g;
   }
 
-  it('gives a form whose large tensors differ from the CPU form its own data file', async () => {
-    const dir = join(tmp, 'own-data');
-    const cpu = graph(new Float32Array(64 * 64).fill(1));
+  it('is refused when one of its large tensors is not the CPU form one', () => {
     const {
       graph: _g,
       cudaGraph: _c,
@@ -212,18 +209,16 @@ describe('writeCudaForm', () => {
       formatVersion: _v,
       ...draft
     } = readModelCard(join(tmp, 'synth'));
-    writeModelFolder(dir, cpu, { ...draft, name: 'own-data' }, { externalThresholdBytes: 1024 });
-    const card = writeCudaForm(dir, graph(new Float32Array(64 * 64).fill(2)), {
-      base: cpu,
-      externalThresholdBytes: 1024,
-    });
-    expect(card.cudaGraph?.dataFile).toBe('model.cuda.onnx.data');
-    const session = await ort.InferenceSession.create(join(dir, 'model.cuda.onnx'));
-    const out = await session.run({ x: new ort.Tensor('float32', new Float32Array(64).fill(1), [1, 64]) });
-    await session.release();
-    expect((out.y!.data as Float32Array)[0]).toBe(128);
-    const shared = writeCudaForm(dir, graph(new Float32Array(64 * 64).fill(1)), { base: cpu });
-    expect(shared.cudaGraph?.dataFile).toBe('model.onnx.data');
-    expect(existsSync(join(dir, 'model.cuda.onnx.data'))).toBe(false); // the stale own file is gone
+    const cuda = (w: Float32Array) => ({ stem: 'model.cuda', graph: graph(w), shareCpuData: true });
+    const cpu = new Float32Array(64 * 64).fill(1);
+    const write = (w: Float32Array) =>
+      writeModelFolder(join(tmp, 'share'), graph(cpu), draft, {
+        externalThresholdBytes: 1024,
+        cuda: cuda(w),
+      });
+    expect(write(cpu.slice()).cudaGraph?.dataFile).toBe('model.onnx.data');
+    expect(() => write(new Float32Array(64 * 64).fill(2))).toThrow(
+      /initializer w is not in model\.onnx\.data/,
+    );
   });
 });

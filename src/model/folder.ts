@@ -53,6 +53,11 @@ export interface GraphForm {
   maxRunBatch?: number | null;
   form?: string;
   externalThresholdBytes?: number;
+  /**
+   * A second form (CUDA) only: reference the CPU form's weights file instead of writing its own; every tensor at
+   * or over the CPU form's threshold must be one of the CPU form's, byte for byte (BERT's forms share their experts).
+   */
+  shareCpuData?: boolean;
 }
 
 /**
@@ -76,8 +81,10 @@ export function writeModelForms(dir: string, draft: CardDraft, cpu: GraphForm, c
   const tmp = `${dir}.tmp-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
   mkdirSync(tmp, { recursive: true });
   try {
-    const graph = writeForm(tmp, draft, cpu);
-    const cudaGraph = cuda ? writeForm(tmp, draft, cuda) : undefined;
+    const { files: graph, written } = writeForm(tmp, draft, cpu);
+    const cudaGraph = cuda
+      ? writeForm(tmp, draft, cuda, cuda.shareCpuData ? written : null).files
+      : undefined;
     const card = {
       format: MODEL_CARD_FORMAT,
       formatVersion: MODEL_CARD_VERSION,
@@ -94,18 +101,25 @@ export function writeModelForms(dir: string, draft: CardDraft, cpu: GraphForm, c
   }
 }
 
-function writeForm(tmp: string, draft: CardDraft, form: GraphForm): GraphFiles {
+function writeForm(
+  tmp: string,
+  draft: CardDraft,
+  form: GraphForm,
+  base: WrittenModel | null = null,
+): { files: GraphFiles; written: WrittenModel } {
   const write = (g: GraphBuilder, file: string, first: WrittenModel | null): WrittenModel =>
     writeModel(g, join(tmp, file), {
       producer: 'padserve',
       metadata: { family: draft.family, variant: draft.variant, source: draft.source.kind },
       // Bucket graphs always keep their weights in the shared file (even small models), so the weights are
       // resident once however many buckets are loaded.
-      externalThresholdBytes: form.externalThresholdBytes ?? (form.buckets ? 1024 : undefined),
+      // A form reading the CPU form's file takes its threshold (an inline default would skip the sharing).
+      externalThresholdBytes:
+        form.externalThresholdBytes ?? base?.external?.threshold ?? (form.buckets ? 1024 : undefined),
       // One weights file per form, named after the form (not after its first bucket graph); bucket graphs after
       // the first point into it (checked byte for byte).
       dataFile: `${form.stem}.onnx.data`,
-      sharedData: first?.external ?? undefined,
+      sharedData: (first ?? base)?.external ?? undefined,
     });
   let written: WrittenModel;
   let buckets: GraphFiles['buckets'];
@@ -126,7 +140,7 @@ function writeForm(tmp: string, draft: CardDraft, form: GraphForm): GraphFiles {
     if (!form.graph) throw new Error(`form ${form.stem}: neither a graph nor buckets`);
     written = write(form.graph, `${form.stem}.onnx`, null);
   }
-  return {
+  const files: GraphFiles = {
     file: buckets ? buckets[0]!.file : `${form.stem}.onnx`,
     dataFile: written.dataPath ? basename(written.dataPath) : null,
     opset: DEFAULT_OPSET,
@@ -137,6 +151,7 @@ function writeForm(tmp: string, draft: CardDraft, form: GraphForm): GraphFiles {
     ...(buckets ? { buckets } : {}),
     ...(form.form ? { form: form.form } : {}),
   };
+  return { files, written };
 }
 
 /** Moves `from` into place at `to`; an existing `to` is moved aside first and removed after the swap. */

@@ -7,7 +7,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { GraphBuilder } from '../../onnx/builder.js';
 import { writeModelFolder, type CardDraft, type WriteFolderOptions } from '../../model/folder.js';
-import { writeCudaForm } from '../../model/forms.js';
 import type { BertCard, ModelCard, WeightSource } from '../../model/card.js';
 import { ConvertError, type ConvertOptions } from '../options.js';
 import { readCheckpoint } from '../checkpoint/index.js';
@@ -187,21 +186,28 @@ export function convertBertTensors(
 }
 
 /**
- * Writes a converted model folder: the CPU form, then the CUDA form (if built) next to it, sharing the CPU form's
- * weights file where the initializers are the same tensors (src/model/forms.ts).
+ * Writes a converted model folder: the CPU form and, if built, the CUDA form (`model.cuda.onnx`) reading the CPU
+ * form's weights file: both graphs hold the same fused expert tensors, so the weights are stored once.
  */
 export function writeBertFolder(
   outDir: string,
   converted: Pick<ConvertedBert, 'graph' | 'cudaGraph' | 'draft'>,
-  opts: WriteFolderOptions = {},
+  opts: Omit<WriteFolderOptions, 'cuda'> = {},
 ): ModelCard {
-  const card = writeModelFolder(outDir, converted.graph, converted.draft, opts);
-  if (!converted.cudaGraph) return card;
-  return writeCudaForm(outDir, converted.cudaGraph, {
-    base: converted.graph,
-    form: BERT_CUDA_FORM,
-    externalThresholdBytes: opts.externalThresholdBytes,
-    metadata: { family: card.family, variant: card.variant, source: card.source.kind, device: 'cuda' },
+  const { cudaGraph } = converted;
+  return writeModelFolder(outDir, converted.graph, converted.draft, {
+    ...opts,
+    ...(cudaGraph
+      ? {
+          cuda: {
+            stem: 'model.cuda',
+            graph: cudaGraph,
+            form: BERT_CUDA_FORM,
+            maxRunBatch: opts.maxRunBatch,
+            shareCpuData: true,
+          },
+        }
+      : {}),
   });
 }
 
