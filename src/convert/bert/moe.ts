@@ -48,8 +48,8 @@ export function lambdas(lin: PadMoeLinear): { dynamic: number; static: number } 
 }
 
 /**
- * The fused weights computed so far, per linear: the CPU form and the CUDA form of one conversion then hold the
- * same tensor objects (no second copy in memory, and the writer can see that they may share one data file).
+ * The fused weights computed so far, per linear: the CPU form and the CUDA form of one conversion hold the same
+ * tensor objects (no second 8N copy in memory; the folder writer stores them once, in the CPU form's data file).
  * Keyed weakly by the linear, so the cache lives exactly as long as the parsed model.
  */
 const fusedCache = new WeakMap<PadMoeLinear, FloatTensor[]>();
