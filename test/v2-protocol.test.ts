@@ -21,10 +21,13 @@ import { CLI } from './support/paths.js';
 import {
   fixtureRepository,
   IMAGE_MODEL,
+  metrics,
+  metricValue,
   photo,
   postJson,
   startTestServer,
   TEXT_MODEL,
+  waitFor,
   type FixtureRepo,
   type TestServer,
 } from './support/server.js';
@@ -305,6 +308,43 @@ describe('request parameters', () => {
     expect(p({ timeout: 60_000_000 }).deadline).toBe(10_000);
     expect(() => p({ priority: 20 })).toThrow(/priority/);
     expect(() => p({ timeout: -1 })).toThrow(/timeout/);
+  });
+
+  it('serves a higher priority level first: it takes the batch that a FIFO queue would give the earlier rows', async () => {
+    // extension_schedule_policy.md: "Lower value priorities indicate higher priority levels." The slow model runs
+    // only full batches of 8 (a count that fills a smaller graph bucket exactly waits too): 4 low-priority rows
+    // wait; 8 high-priority rows arrive and form the batch. FIFO would run the 4 low rows + 4 high rows instead
+    // and leave the high request waiting.
+    const binary = (n: number, parameters: Record<string, unknown>) => {
+      const data = new Float32Array(n * PLANE).fill(0.25);
+      const header = Buffer.from(
+        JSON.stringify({
+          inputs: [
+            {
+              name: 'pixel_values',
+              shape: [n, ...ROW],
+              datatype: 'FP32',
+              parameters: { binary_data_size: data.byteLength },
+            },
+          ],
+          parameters,
+        }),
+      );
+      return fetch(`${srv.url}/v2/models/${SLOW_MODEL}/infer`, {
+        method: 'POST',
+        body: Buffer.concat([header, Buffer.from(data.buffer)]),
+        headers: { 'inference-header-content-length': String(header.length) },
+      });
+    };
+    const queued = async (n: number) =>
+      metricValue(await metrics(srv.url), 'padserve_queue_depth', { model: SLOW_MODEL }) === n;
+    await waitFor(() => queued(0), 'an empty slow queue');
+    // Low rows give up after 3 s (timeout in µs), so that the test does not wait for the 60 s delay.
+    const low = binary(4, { priority: 19, timeout: 3_000_000 });
+    await waitFor(() => queued(4), 'four low-priority rows queued');
+    const high = await binary(8, { priority: 1, timeout: 30_000_000 });
+    expect(high.status, await high.clone().text()).toBe(200);
+    await expectError(await low, 504, 'deadline_exceeded');
   });
 
   it('honours priority and timeout end to end, refuses parameters it does not implement', async () => {
