@@ -5,7 +5,7 @@
  * replaced, the process and the other models keep serving, and a failed load leaves the previous version serving.
  * (Pool-level crash/hang unit tests: test/server-runtime.test.ts.)
  */
-import { cpSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -121,7 +121,9 @@ describe('model load faults', () => {
   it('a corrupt new version fails to load and leaves the previous version serving', async () => {
     const v2 = join(repo.dir, IMAGE_MODEL, '2');
     cpSync(join(repo.dir, IMAGE_MODEL, '1'), v2, { recursive: true });
-    writeFileSync(join(v2, 'model.onnx'), Buffer.from('this is not an onnx graph'));
+    // Corrupt the graph the card points to (a bucketed model's first bucket graph, else model.onnx).
+    const card = JSON.parse(readFileSync(join(v2, 'config.json'), 'utf8')) as { graph: { file: string } };
+    writeFileSync(join(v2, card.graph.file), Buffer.from('this is not an onnx graph'));
     const reload = await fetch(`${srv.url}/admin/models/${IMAGE_MODEL}/reload`, {
       method: 'POST',
       headers: { authorization: `Bearer ${TOKEN}` },

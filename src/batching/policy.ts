@@ -3,7 +3,7 @@
  * - `CountPolicy` (images): up to `maxBatchSize` entries, in service order; with the model's bucket sizes (fixed-
  *   batch graphs), a count between buckets is rounded down to the largest bucket that it fills, and the rest
  *   waits for the next batch (which forms while this one runs) instead of being padded: full buckets when the
- *   queue allows.
+ *   queue allows. Such a batch is not `full`, so max_queue_delay_ms still lets the queue grow first.
  * - `TokenBudgetPolicy` (BERT): entries are padded to a length bucket; a batch's cost is
  *   bucket(longest) × rows and must stay within `maxBatchTokens` (and rows within `maxBatchSize`). The queue's
  *   head always goes in (so nothing starves), then later entries are added in service order while the budget
@@ -53,8 +53,9 @@ export class CountPolicy implements BatchPolicy {
     const fits = this.buckets.filter((b) => b <= entries.length);
     const bucket = fits[fits.length - 1];
     if (bucket !== undefined && bucket < entries.length && entries.length < this.maxBatchSize) {
-      // Between two buckets: send the full smaller one now rather than pad up to the larger one.
-      return { entries: entries.slice(0, bucket), full: true, paddedLength: 0 };
+      // Between two buckets: the full smaller one rather than padding up to the larger one. Not `full`: the batcher
+      // may still hold it for max_queue_delay_ms in case the queue fills the larger bucket.
+      return { entries: entries.slice(0, bucket), full: false, paddedLength: 0 };
     }
     return { entries, full: entries.length === this.maxBatchSize, paddedLength: 0 };
   }

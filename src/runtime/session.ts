@@ -77,11 +77,7 @@ export class ModelSession {
           `${dir}: no bucket graph for batch ${missing.join(', ')} (buckets: ${form.buckets.map((b) => b.batch).join(', ')})`,
         );
     }
-    // Bucket graphs share one weights file: memory-mapped (prepacking off), it is resident once for all of them.
-    const options = sessionOptions(
-      { ...opts, disablePrepacking: opts.disablePrepacking || entries.length > 1 },
-      device,
-    );
+    const options = sessionOptions(opts, device);
     const graphs: LoadedGraph[] = [];
     try {
       for (const e of entries)
