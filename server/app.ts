@@ -11,7 +11,7 @@ import type { Metrics } from '../src/observability/metrics.js';
 import type { PreprocessPool } from '../src/preprocess/pool.js';
 import type { ModelManager } from '../src/repository/manager.js';
 import type { Lifecycle, ServerContext } from '../src/routes/context.js';
-import { hooksPlugin } from '../src/routes/hooks.js';
+import { capConnections, hooksPlugin } from '../src/routes/hooks.js';
 import { toServeError } from '../src/routes/errors.js';
 import { errorBody } from '../src/observability/errors.js';
 import { healthPlugin } from '../src/routes/health.js';
@@ -77,9 +77,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     version: deps.version,
   };
   app.decorate('padserve', ctx);
-  // Connection limits on the Node server (fastify does not take these as options). Node enforces the request
-  // timeout only when the headers timeout (default 60 s) is not longer than it.
-  if (config.maxConnections > 0) app.server.maxConnections = config.maxConnections;
+  // Connection limits on the Node server (fastify does not take these as options). Not `server.maxConnections`:
+  // Node destroys the sockets beyond it, and their clients see ECONNRESET instead of an answer (hooks.ts answers
+  // them). Node enforces the request timeout only when the headers timeout (default 60 s) is not longer than it.
+  if (config.maxConnections > 0) capConnections(app.server, config.maxConnections);
   if (config.receiveTimeoutMs > 0)
     app.server.headersTimeout = Math.min(app.server.headersTimeout, config.receiveTimeoutMs);
 

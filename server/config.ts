@@ -286,7 +286,15 @@ export const SETTINGS = {
     env: 'PADSERVE_MAX_CONNECTIONS',
     kind: 'int',
     default: 1024,
-    doc: 'Concurrent TCP connections; connections beyond it are closed at once (0 = no limit).',
+    doc: 'Open TCP connections the server serves normally. A connection beyond it is still answered, never reset: its inference requests get 429 `too_many_connections` with `Retry-After` and the connection is closed after each answer (health and metrics answer as usual, so probes do not fail under a pile-up). 0 = no limit.',
+  }),
+  listenBacklog: s({
+    group: 'Limits',
+    flag: 'listen-backlog',
+    env: 'PADSERVE_LISTEN_BACKLOG',
+    kind: 'int',
+    default: 4096,
+    doc: "Connections the kernel holds until the server accepts them (`listen()` backlog; Linux caps it at `net.core.somaxconn`, 4096 by default). Node's own default of 511 overflows when a burst of clients connects while the event loop is busy, and the kernel then resets some of those connections (test/server-overload-answers.test.ts).",
   }),
   retryAfterS: s({
     group: 'Limits',

@@ -126,7 +126,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
     { threads, device: config.device, repository: repoDir, loadPolicy: config.loadPolicy },
     `padserve ${version}: ${threads.workers} inference worker(s) × ${threads.intraOpThreads} intra-op thread(s), ${threads.preprocessWorkers} preprocessing worker(s) on ${threads.cores} cores${threads.oversubscribed ? ' (oversubscribed: workers × threads > cores)' : ''}`,
   );
-  const address = await app.listen({ host: config.host, port: config.port });
+  const address = await app.listen({ host: config.host, port: config.port, backlog: config.listenBacklog });
   let grpc: GrpcListener | null = null;
   if (config.grpc) {
     try {

@@ -220,7 +220,9 @@ describe('headers and error bodies', () => {
 });
 
 describe('connection limit', () => {
-  it('--max-connections: connections beyond the limit are closed at once; the server serves again after', async () => {
+  // Beyond the cap a connection is kept and answered (429 `too_many_connections` on inference, health as usual;
+  // test/server-overload-answers.test.ts), never dropped unanswered; idle ones still meet the receive timeout.
+  it('--max-connections: connections beyond the limit are not dropped; the server serves again after', async () => {
     const url = new URL(locked.url);
     const sockets: Socket[] = [];
     const closed = new Set<number>();
@@ -234,8 +236,8 @@ describe('connection limit', () => {
     await new Promise((r) => setTimeout(r, 500));
     const open = sockets.length - closed.size;
     sockets.forEach((s) => s.destroy());
-    expect(open).toBeLessThanOrEqual(4);
-    expect(closed.size).toBeGreaterThanOrEqual(4);
+    expect(open).toBe(8);
+    expect(closed.size).toBe(0);
     await new Promise((r) => setTimeout(r, 200));
     expect((await fetch(`${locked.url}/v2/health/live`)).status).toBe(200);
   });

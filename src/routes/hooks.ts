@@ -3,11 +3,30 @@
  * request ids, inference-request tracking (deadline, cancellation on client disconnect, in-flight count,
  * refusal while draining), timing headers, the JSON error handler and the JSON 404.
  */
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { errorBody, ServeError, reasonForStatus } from '../observability/errors.js';
 import { deadlineFor, finish, priorityFor, RequestTrack, timingHeaders } from './context.js';
 import { errorSchema, toServeError } from './errors.js';
 import { bearerMatches } from './admin.js';
+
+/** Connections accepted while `cap` others were open (see capConnections). */
+const overCap = new WeakSet<Socket>();
+
+/**
+ * The connection cap, answered instead of reset: a connection accepted while `cap` others are open is marked;
+ * its inference requests get 429 `too_many_connections` (with `Retry-After`), every answer on it closes it, and
+ * health/metadata/metrics are still served on it. (Node's `server.maxConnections` destroys such sockets: the
+ * client sees ECONNRESET. test/server-overload-answers.test.ts shows both.)
+ */
+export function capConnections(server: Server, cap: number): void {
+  let open = 0;
+  server.on('connection', (socket: Socket) => {
+    if (++open > cap) overCap.add(socket);
+    socket.once('close', () => open--);
+  });
+}
 
 async function hooks(app: FastifyInstance): Promise<void> {
   const ctx = app.padserve;
@@ -17,9 +36,26 @@ async function hooks(app: FastifyInstance): Promise<void> {
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
     reply.header('x-content-type-options', 'nosniff');
+    const overConnectionCap = overCap.has(req.raw.socket);
+    if (overConnectionCap) reply.header('connection', 'close');
     if (!req.routeOptions.config?.inference) return;
     if (ctx.apiToken && !bearerMatches(req.headers.authorization, ctx.apiToken)) {
       throw new ServeError('unauthorized', 'unauthorized', 'missing or wrong bearer token');
+    }
+    if (overConnectionCap) {
+      // Read the upload to its end first: closing a connection with unread bytes makes the kernel reset it, and
+      // the client could lose this answer (the receive timeout still bounds a client that never finishes).
+      if (!req.raw.complete) {
+        const read = new Promise((done) => req.raw.once('end', done).once('close', done));
+        req.raw.resume();
+        await read;
+      }
+      throw new ServeError(
+        'rejected_queue_full',
+        'too_many_connections',
+        'the server has its maximum number of open connections (--max-connections); retry on a new connection',
+        { retryAfterS: ctx.limits.retryAfterS },
+      );
     }
     if (ctx.lifecycle.draining) {
       throw new ServeError(
