@@ -23,6 +23,7 @@ import { closedPoint, openDuration, openPoint, pointDuration, warmupDuration } f
 import { classifyRequests, glueRequestSpecs, primeOrThrow } from '../loadtest/workloads.js';
 import { FIXTURES_DIR, PADSERVE_BIN, REPO_ROOT } from '../loadtest/paths.js';
 import type { Point } from '../loadtest/types.js';
+import { scaledMs } from './support/time-limits.js';
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
@@ -348,28 +349,34 @@ describe('load generator against padserve (tiny models)', () => {
       repository: dir,
       args: ['--no-build-default-models', '--log-level', 'warn', '--default-image-model', 'tiny'],
       logFile: join(dir, 'server.log'),
-      readyTimeoutS: 120,
+      readyTimeoutS: scaledMs(12_000) / 1000,
     });
-  });
+  }, scaledMs(30_000));
   afterAll(async () => {
     await server?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('drives /classify and /glue and reads batch sizes, CPU and RSS', async () => {
-    const target = server!;
-    const images = await classifyRequests();
-    const glue = glueRequestSpecs({ tasks: ['mnli', 'sst2'], count: 8 });
-    await primeOrThrow(target.baseUrl, images);
-    await primeOrThrow(target.baseUrl, glue);
-    const c = await closedPoint(target, images, 2, { durationS: 0.8, warmupS: 0 });
-    expect(c.ok).toBeGreaterThan(0);
-    expect(c.status['200']).toBe(c.ok);
-    expect(c.meanBatch?.tiny).toBeGreaterThanOrEqual(1);
-    expect(c.serverCpuPct).toBeGreaterThan(0);
-    expect(c.serverRssMb).toBeGreaterThan(10);
-    const g = await openPoint(target, glue, 20, 'poisson', 0.8);
-    expect(g.ok).toBeGreaterThan(0);
-    expect(g.meanBatch?.['bert-tiny']).toBeGreaterThanOrEqual(1);
-  });
+  // Each point first waits (up to 60 s, `settle` in loadtest/prometheus.ts) for the server to go idle: the limit
+  // covers two such waits on any machine, and scales beyond that with the load.
+  it(
+    'drives /classify and /glue and reads batch sizes, CPU and RSS',
+    async () => {
+      const target = server!;
+      const images = await classifyRequests();
+      const glue = glueRequestSpecs({ tasks: ['mnli', 'sst2'], count: 8 });
+      await primeOrThrow(target.baseUrl, images);
+      await primeOrThrow(target.baseUrl, glue);
+      const c = await closedPoint(target, images, 2, { durationS: 0.8, warmupS: 0 });
+      expect(c.ok).toBeGreaterThan(0);
+      expect(c.status['200']).toBe(c.ok);
+      expect(c.meanBatch?.tiny).toBeGreaterThanOrEqual(1);
+      expect(c.serverCpuPct).toBeGreaterThan(0);
+      expect(c.serverRssMb).toBeGreaterThan(10);
+      const g = await openPoint(target, glue, 20, 'poisson', 0.8);
+      expect(g.ok).toBeGreaterThan(0);
+      expect(g.meanBatch?.['bert-tiny']).toBeGreaterThanOrEqual(1);
+    },
+    Math.max(150_000, scaledMs(5_000)),
+  );
 });

@@ -17,6 +17,7 @@ import { validatePreprocess } from '../src/convert/resnet/card.js';
 import { checkLoopbackUrl, evaluate, formatResult } from '../src/cli/eval.js';
 import { CLI, PADNET_FIXTURES, REPO_ROOT } from './support/paths.js';
 import { startTestServer, writeServing, type TestServer } from './support/server.js';
+import { scaledMs } from './support/time-limits.js';
 
 const FIX = join(PADNET_FIXTURES, 'resnet-mnist');
 const SAMPLES = join(FIX, 'samples');
@@ -82,7 +83,7 @@ beforeAll(async () => {
   }
   writeServing(repo, MODEL, { max_batch_size: 8, max_queue_delay_ms: 2 });
   srv = await startTestServer(repo, { defaultImageModel: MODEL });
-}, 120_000);
+}, scaledMs(12_000));
 
 afterAll(async () => {
   await srv?.close();
@@ -123,25 +124,29 @@ describe('example preprocessing and label files', () => {
 });
 
 describe('the 30 samples reproduce their expected logits', () => {
-  it('through padserve predict --image (CLI, the card preprocessing)', () => {
-    const out = join(repo, 'cli-logits.bin');
-    const r = spawnSync(
-      process.execPath,
-      [CLI, 'predict', join(repo, MODEL, '1'), ...FILES.flatMap((f) => ['--image', f]), '--out', out],
-      {
-        cwd: REPO_ROOT,
-        encoding: 'utf8',
-        timeout: 60_000,
-      },
-    );
-    expect(r.status, r.stderr).toBe(0);
-    const got = bin(out);
-    const c = compare(got, EXPECTED);
-    console.log(`predict --image: max |logit diff| ${c.maxAbs.toExponential(2)} over ${N}×${C}`);
-    expect(c.ok).toBe(true);
-    for (let i = 0; i < N; i++)
-      expect(argmax(got.subarray(i * C, (i + 1) * C))).toBe(fixture.samples.labels[i]);
-  });
+  it(
+    'through padserve predict --image (CLI, the card preprocessing)',
+    () => {
+      const out = join(repo, 'cli-logits.bin');
+      const r = spawnSync(
+        process.execPath,
+        [CLI, 'predict', join(repo, MODEL, '1'), ...FILES.flatMap((f) => ['--image', f]), '--out', out],
+        {
+          cwd: REPO_ROOT,
+          encoding: 'utf8',
+          timeout: scaledMs(6_000),
+        },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      const got = bin(out);
+      const c = compare(got, EXPECTED);
+      console.log(`predict --image: max |logit diff| ${c.maxAbs.toExponential(2)} over ${N}×${C}`);
+      expect(c.ok).toBe(true);
+      for (let i = 0; i < N; i++)
+        expect(argmax(got.subarray(i * C, (i + 1) * C))).toBe(fixture.samples.labels[i]);
+    },
+    scaledMs(8_000),
+  );
 
   it('through POST /classify?model=mnist (labels, softmax scores, logits up to a constant)', async () => {
     let maxLogit = 0;
@@ -223,37 +228,57 @@ describe('padserve eval', () => {
     expect(r.version).toBe('1');
   });
 
-  it('the CLI (--url, --json) reports the same, and refuses non-loopback URLs', async () => {
-    // async: the server runs in this process
-    const r = await promisify(execFile)(
-      process.execPath,
-      [CLI, 'eval', MODEL, SAMPLES, '--url', srv.url, '--concurrency', '8', '--json', '--min-accuracy', '1'],
-      { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 },
-    );
-    const j = JSON.parse(r.stdout) as {
-      accuracy: number;
-      images: number;
-      confusion: number[][];
-      images_per_second: number;
-    };
-    expect(j.accuracy).toBe(1);
-    expect(j.images).toBe(N);
-    expect(j.confusion).toHaveLength(C);
-    expect(r.stderr).toBe('');
-    expect(() => checkLoopbackUrl('http://10.0.0.1:8080')).toThrow(/loopback/);
-    expect(() => checkLoopbackUrl('http://example.com')).toThrow(/loopback/);
-    expect(checkLoopbackUrl('http://localhost:8080').hostname).toBe('localhost');
-    expect(checkLoopbackUrl('http://[::1]:8080').port).toBe('8080');
-  });
+  it(
+    'the CLI (--url, --json) reports the same, and refuses non-loopback URLs',
+    async () => {
+      // async: the server runs in this process
+      const r = await promisify(execFile)(
+        process.execPath,
+        [
+          CLI,
+          'eval',
+          MODEL,
+          SAMPLES,
+          '--url',
+          srv.url,
+          '--concurrency',
+          '8',
+          '--json',
+          '--min-accuracy',
+          '1',
+        ],
+        { cwd: REPO_ROOT, encoding: 'utf8', timeout: scaledMs(6_000) },
+      );
+      const j = JSON.parse(r.stdout) as {
+        accuracy: number;
+        images: number;
+        confusion: number[][];
+        images_per_second: number;
+      };
+      expect(j.accuracy).toBe(1);
+      expect(j.images).toBe(N);
+      expect(j.confusion).toHaveLength(C);
+      expect(r.stderr).toBe('');
+      expect(() => checkLoopbackUrl('http://10.0.0.1:8080')).toThrow(/loopback/);
+      expect(() => checkLoopbackUrl('http://example.com')).toThrow(/loopback/);
+      expect(checkLoopbackUrl('http://localhost:8080').hostname).toBe('localhost');
+      expect(checkLoopbackUrl('http://[::1]:8080').port).toBe('8080');
+    },
+    scaledMs(8_000),
+  );
 
-  it('the CLI without --url starts its own server over --model-repository', async () => {
-    const r = await promisify(execFile)(
-      process.execPath,
-      [CLI, 'eval', MODEL, SAMPLES, '--model-repository', repo, '--concurrency', '4'],
-      { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 },
-    );
-    expect(r.stdout).toMatch(/accuracy 100\.00% \(30\/30\)/);
-    expect(r.stdout).toMatch(/throughput [\d.]+ images\/s/);
-    expect(r.stdout).toMatch(/true\\pred/);
-  }, 60_000);
+  it(
+    'the CLI without --url starts its own server over --model-repository',
+    async () => {
+      const r = await promisify(execFile)(
+        process.execPath,
+        [CLI, 'eval', MODEL, SAMPLES, '--model-repository', repo, '--concurrency', '4'],
+        { cwd: REPO_ROOT, encoding: 'utf8', timeout: scaledMs(6_000) },
+      );
+      expect(r.stdout).toMatch(/accuracy 100\.00% \(30\/30\)/);
+      expect(r.stdout).toMatch(/throughput [\d.]+ images\/s/);
+      expect(r.stdout).toMatch(/true\\pred/);
+    },
+    scaledMs(8_000),
+  );
 });

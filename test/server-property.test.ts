@@ -17,6 +17,7 @@ import {
   type FixtureRepo,
   type TestServer,
 } from './support/server.js';
+import { scaledMs } from './support/time-limits.js';
 
 let repo: FixtureRepo;
 let srv: TestServer;
@@ -79,71 +80,75 @@ function close(a: Probs, b: Probs, tol: number): boolean {
 }
 
 describe('batch invariance under load', () => {
-  it('answers ~1000 concurrent mixed requests exactly as each input alone', async () => {
-    const r = rng(20240607);
-    const pairs = Array.from(
-      { length: 40 },
-      (_, i) =>
-        [
-          sentence(r, 1 + Math.floor(r() * (i % 4 === 0 ? 60 : 12))),
-          sentence(r, 1 + Math.floor(r() * 20)),
-        ] as [string, string],
-    );
+  it(
+    'answers ~1000 concurrent mixed requests exactly as each input alone',
+    async () => {
+      const r = rng(20240607);
+      const pairs = Array.from(
+        { length: 40 },
+        (_, i) =>
+          [
+            sentence(r, 1 + Math.floor(r() * (i % 4 === 0 ? 60 : 12))),
+            sentence(r, 1 + Math.floor(r() * 20)),
+          ] as [string, string],
+      );
 
-    // Alone: one at a time (each runs as a batch of one).
-    const aloneImage = new Map<string, Probs>();
-    for (const n of PHOTOS) aloneImage.set(n, await classifyAlone(n));
-    const alonePair: Probs[] = [];
-    for (const [a, b] of pairs) {
-      const res = (await (await postJson(srv.url, '/glue/mnli', { premise: a, hypothesis: b })).json()) as {
-        probabilities: Record<string, number>;
-        timing: { batch_size: number };
-      };
-      expect(res.timing.batch_size).toBe(1);
-      alonePair.push(Object.values(res.probabilities));
-    }
-
-    // Together: 1000 requests at once.
-    type Job = { kind: 'image'; name: string } | { kind: 'pairs'; idx: number[] };
-    const jobs: Job[] = Array.from({ length: 1000 }, () => {
-      if (r() < 0.25) return { kind: 'image', name: PHOTOS[Math.floor(r() * PHOTOS.length)]! };
-      const k = r() < 0.7 ? 1 : 2 + Math.floor(r() * 3);
-      return { kind: 'pairs', idx: Array.from({ length: k }, () => Math.floor(r() * pairs.length)) };
-    });
-    const before = await metrics(srv.url);
-    const results = await Promise.all(
-      jobs.map(async (job) => {
-        if (job.kind === 'image') return { job, got: [await classifyAlone(job.name)] };
-        const body =
-          job.idx.length === 1
-            ? { premise: pairs[job.idx[0]!]![0], hypothesis: pairs[job.idx[0]!]![1] }
-            : { pairs: job.idx.map((i) => pairs[i]) };
-        const res = await postJson(srv.url, '/glue/mnli', body);
-        expect(res.status).toBe(200);
-        const j = (await res.json()) as {
-          probabilities?: Record<string, number>;
-          results?: { probabilities: Record<string, number> }[];
+      // Alone: one at a time (each runs as a batch of one).
+      const aloneImage = new Map<string, Probs>();
+      for (const n of PHOTOS) aloneImage.set(n, await classifyAlone(n));
+      const alonePair: Probs[] = [];
+      for (const [a, b] of pairs) {
+        const res = (await (await postJson(srv.url, '/glue/mnli', { premise: a, hypothesis: b })).json()) as {
+          probabilities: Record<string, number>;
+          timing: { batch_size: number };
         };
-        return { job, got: (j.results ?? [j]).map((x) => Object.values(x.probabilities!)) };
-      }),
-    );
-    let mismatches = 0;
-    for (const { job, got } of results) {
-      const want = job.kind === 'image' ? [aloneImage.get(job.name)!] : job.idx.map((i) => alonePair[i]!);
-      got.forEach((g, i) => {
-        if (!close(g, want[i]!, 1e-5)) mismatches++;
+        expect(res.timing.batch_size).toBe(1);
+        alonePair.push(Object.values(res.probabilities));
+      }
+
+      // Together: 1000 requests at once.
+      type Job = { kind: 'image'; name: string } | { kind: 'pairs'; idx: number[] };
+      const jobs: Job[] = Array.from({ length: 1000 }, () => {
+        if (r() < 0.25) return { kind: 'image', name: PHOTOS[Math.floor(r() * PHOTOS.length)]! };
+        const k = r() < 0.7 ? 1 : 2 + Math.floor(r() * 3);
+        return { kind: 'pairs', idx: Array.from({ length: k }, () => Math.floor(r() * pairs.length)) };
       });
-    }
-    expect(mismatches).toBe(0);
-    const after = await metrics(srv.url);
-    for (const model of [IMAGE_MODEL, TEXT_MODEL]) {
-      const rows =
-        metricValue(after, 'padserve_batch_size_sum', { model }) -
-        metricValue(before, 'padserve_batch_size_sum', { model });
-      const batches =
-        metricValue(after, 'padserve_batch_size_count', { model }) -
-        metricValue(before, 'padserve_batch_size_count', { model });
-      expect(rows / batches, `${model}: mean batch size`).toBeGreaterThan(1);
-    }
-  });
+      const before = await metrics(srv.url);
+      const results = await Promise.all(
+        jobs.map(async (job) => {
+          if (job.kind === 'image') return { job, got: [await classifyAlone(job.name)] };
+          const body =
+            job.idx.length === 1
+              ? { premise: pairs[job.idx[0]!]![0], hypothesis: pairs[job.idx[0]!]![1] }
+              : { pairs: job.idx.map((i) => pairs[i]) };
+          const res = await postJson(srv.url, '/glue/mnli', body);
+          expect(res.status).toBe(200);
+          const j = (await res.json()) as {
+            probabilities?: Record<string, number>;
+            results?: { probabilities: Record<string, number> }[];
+          };
+          return { job, got: (j.results ?? [j]).map((x) => Object.values(x.probabilities!)) };
+        }),
+      );
+      let mismatches = 0;
+      for (const { job, got } of results) {
+        const want = job.kind === 'image' ? [aloneImage.get(job.name)!] : job.idx.map((i) => alonePair[i]!);
+        got.forEach((g, i) => {
+          if (!close(g, want[i]!, 1e-5)) mismatches++;
+        });
+      }
+      expect(mismatches).toBe(0);
+      const after = await metrics(srv.url);
+      for (const model of [IMAGE_MODEL, TEXT_MODEL]) {
+        const rows =
+          metricValue(after, 'padserve_batch_size_sum', { model }) -
+          metricValue(before, 'padserve_batch_size_sum', { model });
+        const batches =
+          metricValue(after, 'padserve_batch_size_count', { model }) -
+          metricValue(before, 'padserve_batch_size_count', { model });
+        expect(rows / batches, `${model}: mean batch size`).toBeGreaterThan(1);
+      }
+    },
+    scaledMs(12_000),
+  );
 });
