@@ -21,7 +21,7 @@ import {
 import type { BertVariant, ResnetVariant } from './repo.js';
 import type { ServerTarget } from './server.js';
 
-export const RESNET_VARIANTS: readonly ResnetVariant[] = ['pad', 'static', 'dyconv', 'pad-per-sample'];
+export const RESNET_VARIANTS: readonly ResnetVariant[] = ['pad', 'static', 'dyconv', 'pad-bucketed'];
 export const BERT_VARIANTS: readonly BertVariant[] = ['pad', 'dense', 'moe'];
 
 export function modelConcurrencies(o: CompareOptions): number[] {

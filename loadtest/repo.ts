@@ -22,8 +22,8 @@ import { dirname, join } from 'node:path';
 import { BENCH_CACHE, FIXTURES_DIR, PADSERVE_BIN, REPO_ROOT } from './paths.js';
 import { LoadtestError } from './url.js';
 
-/** 'pad-per-sample': the PAD model in the per-sample form (`--buckets 1`), for the bucketed-vs-per-sample ratio. */
-export type ResnetVariant = 'pad' | 'static' | 'dyconv' | 'pad-per-sample';
+/** 'pad-bucketed': the PAD model with bucket graphs (`--buckets 1,2,4,8`), against the default per-sample form. */
+export type ResnetVariant = 'pad' | 'static' | 'dyconv' | 'pad-bucketed';
 export type BertVariant = 'pad' | 'dense' | 'moe';
 
 export type ModelSource =
@@ -47,15 +47,23 @@ function projectDefault(s: ModelSource): string | null {
   return existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'model.onnx')) ? dir : null;
 }
 
-/** The synthesised variant of a source and whether it is the per-sample form. */
-function resnetForm(v: ResnetVariant): { variant: string; perSample: boolean } {
-  return v === 'pad-per-sample' ? { variant: 'pad', perSample: true } : { variant: v, perSample: false };
+/** The synthesised variant of a source and whether it is the bucketed form. */
+function resnetForm(v: ResnetVariant): { variant: string; bucketed: boolean } {
+  return v === 'pad-bucketed' ? { variant: 'pad', bucketed: true } : { variant: v, bucketed: false };
 }
 
 export function synthArgs(s: ModelSource, out: string): string[] {
   if (s.family === 'bert') return ['synth', 'bert', '--task', s.task, '--variant', s.variant, '--out', out];
-  const { variant, perSample } = resnetForm(s.variant);
-  return ['synth', 'resnet50', '--variant', variant, '--out', out, ...(perSample ? ['--buckets', '1'] : [])];
+  const { variant, bucketed } = resnetForm(s.variant);
+  return [
+    'synth',
+    'resnet50',
+    '--variant',
+    variant,
+    '--out',
+    out,
+    ...(bucketed ? ['--buckets', '1,2,4,8'] : []),
+  ];
 }
 
 function runPadserve(args: string[], log: (line: string) => void): Promise<void> {
@@ -120,11 +128,11 @@ function usable(dir: string, s: ModelSource): boolean {
     };
     if (!existsSync(join(dir, card.graph?.file ?? 'model.onnx'))) return false;
     if (tinyModels) return true;
-    const want = s.family === 'resnet' ? resnetForm(s.variant) : { variant: s.variant, perSample: false };
-    // Dynamic ResNets are bucketed (1, 2, 4, 8) unless built per sample; older folders (no buckets) are rebuilt.
+    const want = s.family === 'resnet' ? resnetForm(s.variant) : { variant: s.variant, bucketed: false };
+    // Dynamic ResNets are per sample (bucket 1) unless bucketed; older folders (no buckets) are rebuilt.
     const buckets = card.graph?.buckets?.map((b) => b.batch).join(',');
     const formOk =
-      s.family !== 'resnet' || want.variant === 'static' || buckets === (want.perSample ? '1' : '1,2,4,8');
+      s.family !== 'resnet' || want.variant === 'static' || buckets === (want.bucketed ? '1,2,4,8' : '1');
     return (
       formOk && card.variant === want.variant && card.source?.kind === 'synthetic' && card.source.seed === 0
     );

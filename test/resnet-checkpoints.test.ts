@@ -158,8 +158,11 @@ describe('random PAD-Net ResNets match the reference', () => {
       c.format,
     );
     const dir = join(tmp, `model-${c.opts.seed}`);
-    const card = await convertCommand(path, dir, {});
+    const card = await convertCommand(path, dir, {
+      graph: { layout: 'probe', buckets: [1, 2, 4], cudaForm: false },
+    });
     expect(card.variant).toBe(c.variant);
+    expect(card.graph.buckets?.map((b) => b.batch)).toEqual([1, 2, 4]);
     expect(card.architecture).toMatchObject({
       block: c.opts.block,
       blocks: c.opts.blocks,
@@ -404,7 +407,7 @@ describe('convert options', () => {
     }
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(
-      /^resnet pad: basic \[1\] widths 16 stem 16 K=4 τ=1 3 classes; 2 PAD convs, \d+\.\d% dynamic; .* MiB \((nchwc\d+|nchw) grouped, weights: auto, buckets 1,2,4,8\)$/,
+      /^resnet pad: basic \[1\] widths 16 stem 16 K=4 τ=1 3 classes; 2 PAD convs, \d+\.\d% dynamic; .* MiB \((nchwc\d+|nchw) per-sample, weights: auto, buckets 1\)$/,
     );
   });
 

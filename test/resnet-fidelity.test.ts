@@ -37,6 +37,14 @@ afterAll(() => {
 
 const BUCKETS = [1, 2, 4, 8];
 const LAYOUTS = ['nchwc', 'nchw'] as const;
+/** Converter options: the layout's bucketed form (every bucket graph, so each can be run alone). */
+const bucketed = (layout: (typeof LAYOUTS)[number]) => ({
+  graph: {
+    layout: layout === 'nchw' ? ({ kind: 'nchw' } as const) : ('probe' as const),
+    buckets: BUCKETS,
+    cudaForm: false,
+  },
+});
 
 async function runFolder(
   dir: string,
@@ -86,8 +94,8 @@ describe.each(['resnet-tiny', 'resnet-mnist'])('%s', (rel) => {
     const nchwOut = join(tmp, `${rel}-${file}-nchw`);
     const dirOf = (layout: (typeof LAYOUTS)[number]) => (layout === 'nchw' ? nchwOut : out);
     beforeAll(async () => {
-      await convertCommand(path, out, {});
-      await convertCommand(path, nchwOut, { graph: { layout: { kind: 'nchw' }, cudaForm: false } });
+      await convertCommand(path, out, bucketed('nchwc'));
+      await convertCommand(path, nchwOut, bucketed('nchw'));
     });
 
     it.each(LAYOUTS.flatMap((l) => BUCKETS.map((b) => [l, b] as const)))(
@@ -226,11 +234,7 @@ describe('padconv-layers', () => {
     async (name, layout) => {
       const fx = loadFixture(`padconv-layers/${name}`);
       const out = join(tmp, `layer-${name}-${layout}`);
-      await convertCommand(
-        fx.checkpoints[0]!,
-        out,
-        layout === 'nchw' ? { graph: { layout: { kind: 'nchw' }, cudaForm: false } } : {},
-      );
+      await convertCommand(fx.checkpoints[0]!, out, bucketed(layout));
       const c = fx.cases[0]!;
       for (const bucket of BUCKETS) {
         const y = await runFolder(out, c.input, c.inputShape, 'x', [bucket]);
@@ -309,7 +313,7 @@ describe('batch invariance', () => {
 
   it('PAD model: every bucket set, and rows padded into a larger bucket answer as alone', async () => {
     const dir = join(tmp, 'resnet-tiny-model.safetensors');
-    await convertCommand(fx.checkpoints[1]!, dir, {});
+    await convertCommand(fx.checkpoints[1]!, dir, bucketed('nchwc'));
     await checkInvariance(dir);
     // 1, 2 and 3 rows all padded into bucket 4 (or 8), against the per-sample graph's answers.
     await checkInvariance(dir, [4]);

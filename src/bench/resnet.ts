@@ -1,8 +1,8 @@
 /**
  * `padserve bench resnet` (`npm run bench:resnet`): full-size ResNet-50 as static (M = 0), PAD-Net (30% dynamic,
  * K = 4) and fully dynamic DY-Conv (M = 1), synthesised once into .cache/bench/resnet50-* by the same converter,
- * each dynamic one in two forms: bucketed (fixed-batch grouped graphs 1, 2, 4, 8; the default) and per sample
- * (`--buckets 1`: a batch runs as single-sample runs). Each model runs in its own child process (its RSS is its
+ * each dynamic one in two forms: per sample (the CPU default: a batch runs as single-sample runs) and bucketed
+ * (`--buckets 1,2,4,8`: fixed-batch grouped graphs, the CUDA form's batching on the CPU). Each model runs in its own child process (its RSS is its
  * own: before load, after load, after warm-up); the parent drives them round-robin in short segments at batch 1
  * and 8, so load from other work on a shared machine hits every model alike. A memory-only child loads the
  * bucketed PAD model with its largest bucket graph alone, for the all-buckets / one-bucket RSS ratio. Same
@@ -36,7 +36,7 @@ import { BenchChild } from './child.js';
 const USAGE = `usage: padserve bench resnet [options]
 
   --quick                short run (6 rounds of 0.5 s segments)
-  --models LIST          synthesised models to run (default static,pad,dyconv,pad-per-sample,dyconv-per-sample;
+  --models LIST          synthesised models to run (default static,pad,dyconv,pad-bucketed,dyconv-bucketed;
                          "none" for only --model)
   --model LABEL=DIR      also run this model folder (repeatable; e.g. other graph strategies)
   --rounds N, --seconds S  round-robin rounds and seconds per segment (default 10 × 2 s)
@@ -45,7 +45,8 @@ const USAGE = `usage: padserve bench resnet [options]
   --name NAME            report name under bench/results (default resnet; only "resnet" is copied to docs/bench)`;
 
 const BATCHES = [1, 8];
-const VARIANTS = ['static', 'pad', 'dyconv', 'pad-per-sample', 'dyconv-per-sample'] as const;
+const VARIANTS = ['static', 'pad', 'dyconv', 'pad-bucketed', 'dyconv-bucketed'] as const;
+const BUCKETED = '-bucketed';
 /** The label of the memory-only child: the bucketed PAD model with only its largest bucket graph loaded. */
 const ONE_BUCKET = 'pad-one-bucket';
 const CACHE = '.cache/bench';
@@ -141,8 +142,8 @@ interface SynthRecord {
 /** The cached model folder for a variant, synthesised (and timed) when missing, made with another seed, or by an older graph builder. */
 function ensureModel(cli: string, label: string, seed: number): { dir: string; synth: SynthRecord | null } {
   const dir = join(CACHE, `resnet50-${label}`);
-  const perSample = label.endsWith('-per-sample');
-  const variant = perSample ? label.slice(0, -'-per-sample'.length) : label;
+  const bucketed = label.endsWith(BUCKETED);
+  const variant = bucketed ? label.slice(0, -BUCKETED.length) : label;
   const recordFile = `${dir}.synth.json`;
   try {
     const card = readModelCard(dir);
@@ -169,7 +170,7 @@ function ensureModel(cli: string, label: string, seed: number): { dir: string; s
       String(seed),
       '--out',
       dir,
-      ...(perSample ? ['--buckets', '1'] : []),
+      ...(bucketed ? ['--buckets', '1,2,4,8'] : []),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' },
   );
@@ -242,7 +243,7 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
     r.synthSeconds === null ? 'cached' : r.synthSeconds.toFixed(0),
   ]);
   const pad = by('pad');
-  const perForm = (form: '' | '-per-sample', name: string) => [
+  const perForm = (form: '' | typeof BUCKETED, name: string) => [
     ...BATCHES.map((b) => ({
       what: `PAD / static throughput, batch ${b}, ${name}`,
       value: ratio(tput(by(`pad${form}`), b), tput(by('static'), b)),
@@ -257,11 +258,11 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
     })),
   ];
   const targets = [
-    ...perForm('', 'bucketed'),
-    ...perForm('-per-sample', 'per-sample'),
+    ...perForm('', 'per-sample'),
+    ...perForm(BUCKETED, 'bucketed'),
     ...BATCHES.map((b) => ({
       what: `PAD bucketed / per-sample throughput, batch ${b}`,
-      value: ratio(tput(pad, b), tput(by('pad-per-sample'), b)),
+      value: ratio(tput(by(`pad${BUCKETED}`), b), tput(pad, b)),
       target: '(> 1 at batch 8)',
       ok: (v: number) => b === 1 || v > 1,
     })),
@@ -272,14 +273,14 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
       ok: (v: number) => v <= 0.6,
     },
     {
-      what: 'PAD / DY-Conv resident memory (bucketed)',
+      what: 'PAD / DY-Conv resident memory (per-sample)',
       value: ratio(pad?.residentMb, by('dyconv')?.residentMb),
       target: '(≤ 0.6)',
       ok: (v: number) => v <= 0.6,
     },
     {
-      what: 'PAD process RSS, all buckets / largest bucket alone',
-      value: ratio(pad?.rssMb, by(ONE_BUCKET)?.rssMb),
+      what: 'PAD bucketed process RSS, all buckets / largest bucket alone',
+      value: ratio(by(`pad${BUCKETED}`)?.rssMb, by(ONE_BUCKET)?.rssMb),
       target: '≤ 1.15',
       ok: (v: number) => v <= 1.15,
     },
@@ -339,7 +340,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   mkdirSync(CACHE, { recursive: true });
   const models: { label: string; dir: string; synth: SynthRecord | null; buckets?: number[] }[] =
     variants.map((v) => ({ label: v, ...ensureModel(cli, v, seed) }));
-  const padModel = models.find((m) => m.label === 'pad');
+  const padModel = models.find((m) => m.label === `pad${BUCKETED}`);
   const padBuckets = padModel && readModelCard(padModel.dir).graph.buckets;
   if (padModel && padBuckets)
     models.push({

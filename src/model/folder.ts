@@ -115,7 +115,9 @@ function writeForm(
       // resident once however many buckets are loaded.
       // A form reading the CPU form's file takes its threshold (an inline default would skip the sharing).
       externalThresholdBytes:
-        form.externalThresholdBytes ?? base?.external?.threshold ?? (form.buckets ? 1024 : undefined),
+        form.externalThresholdBytes ??
+        base?.external?.threshold ??
+        (form.buckets && form.buckets.length > 1 ? 1024 : undefined),
       // One weights file per form, named after the form (not after its first bucket graph); bucket graphs after
       // the first point into it (checked byte for byte).
       dataFile: `${form.stem}.onnx.data`,

@@ -77,7 +77,11 @@ export class ModelSession {
           `${dir}: no bucket graph for batch ${missing.join(', ')} (buckets: ${form.buckets.map((b) => b.batch).join(', ')})`,
         );
     }
+    // Bucket sessions allocate from their arenas chunk by chunk instead of one memory-pattern block per bucket:
+    // the four bucket sessions of the full-size PAD ResNet-50 held 2,471 MB RSS with patterns, 1,757 MB without,
+    // at the same speed within noise (docs/resnet-graph.md, "Buckets: measured").
     const options = sessionOptions(opts, device);
+    if (entries.length > 1) options.enableMemPattern = false;
     const graphs: LoadedGraph[] = [];
     try {
       for (const e of entries)

@@ -57,7 +57,7 @@ export async function synthCommand(argv: string[]): Promise<void> {
   const s = (key: string) => ((timings[key] ?? 0) / 1000).toFixed(1);
   console.log(
     `${values.out}: ${card.variant} ResNet, ${(100 * card.dynamic.ratio).toFixed(1)}% dynamic, ${(converted.parameters / 1e6).toFixed(1)}M stored values, ` +
-      `${(card.graph.initializerBytes / 2 ** 20).toFixed(0)} MiB (${formName(converted.built)}${converted.buckets.length ? `, buckets ${converted.buckets.join(',')}` : ''}) ` +
+      `${(card.graph.initializerBytes / 2 ** 20).toFixed(0)} MiB (${formName(converted.built, converted.buckets)}${converted.buckets.length ? `, buckets ${converted.buckets.join(',')}` : ''}) ` +
       `in ${((performance.now() - started) / 1000).toFixed(1)} s (weights ${s('weightsMs')} s, calibration ${s('calibrationMs')} s, convert ${s('convertMs')} s, write ${s('writeMs')} s)`,
   );
 }

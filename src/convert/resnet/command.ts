@@ -47,8 +47,9 @@ export interface ResNetConvertOptions {
   /** Per-sample weight form for partially dynamic convs (docs/resnet-graph.md). */
   form?: DynamicForm;
   /**
-   * Bucket sizes of the fixed-batch graphs when the network has dynamic convs (ascending; default
-   * DEFAULT_BUCKETS). [1] is the per-sample form (the runtime runs a batch as single-sample runs).
+   * Bucket sizes of the fixed-batch graphs when the network has dynamic convs (ascending), for every form written.
+   * Default: DEFAULT_BUCKETS for the CPU form, DEFAULT_CUDA_BUCKETS for the CUDA form. [1] is the per-sample form
+   * (the runtime runs a batch as single-sample runs).
    */
   buckets?: number[];
   /** Per-model stored-weights budget in bytes: per layer the fastest form that fits (budget.ts). */
@@ -58,15 +59,25 @@ export interface ResNetConvertOptions {
   createdBy?: string;
 }
 
-/** Buckets of fixed-batch graphs by default: the powers of two up to the default max_batch_size (8). */
-export const DEFAULT_BUCKETS: readonly number[] = [1, 2, 4, 8];
+/**
+ * CPU form: per sample by default. Grouped bucket graphs measured no faster per image on the 2-core reference
+ * machine (full-size PAD ResNet-50, interleaved, best of 6: 97.6 ms/img as one batch-8 grouped run vs 98.2 as
+ * eight per-sample runs; the grouped convs run 2× slower per image than batched static convs while the per-sample
+ * weights leave the cache), and their arenas hold ~4× the RSS (docs/resnet-graph.md, "Buckets: measured"), so
+ * they are opt-in on the CPU (`--buckets 1,2,4,8`).
+ */
+export const DEFAULT_BUCKETS: readonly number[] = [1];
+/** CUDA form: the whole batch in one run is what a GPU needs; powers of two up to the default max_batch_size. */
+export const DEFAULT_CUDA_BUCKETS: readonly number[] = [1, 2, 4, 8];
 
 export interface ConvertedResNet {
   spec: ResNetSpec;
   /** The graph of the first bucket (or the one any-batch graph of a static network). */
   built: BuiltGraph;
-  /** Bucket sizes (empty for a static network, whose one graph takes any batch). */
+  /** Bucket sizes of the CPU form (empty for a static network, whose one graph takes any batch). */
   buckets: number[];
+  /** Bucket sizes of the CUDA form. */
+  cudaBuckets: number[];
   /** Builds the graph of another bucket (same weights; `layout`/`forms` override for the CUDA form). */
   build(batch: number, target?: 'cpu' | 'cuda'): BuiltGraph;
   draft: CardDraft;
@@ -102,7 +113,9 @@ export function convertResNetTensors(
     opts.weightsBudgetBytes === undefined
       ? undefined
       : formsForBudget(foldedConvs(net), layout, opts.weightsBudgetBytes);
-  const buckets = hasDynamicConvs(net) ? validBuckets(opts.buckets ?? [...DEFAULT_BUCKETS]) : [];
+  const dynamic = hasDynamicConvs(net);
+  const buckets = dynamic ? validBuckets(opts.buckets ?? [...DEFAULT_BUCKETS]) : [];
+  const cudaBuckets = dynamic ? validBuckets(opts.buckets ?? [...DEFAULT_CUDA_BUCKETS]) : [];
   const graphName = opts.name.replace(/[^A-Za-z0-9_]/g, '_') || 'resnet';
   const build = (batch: number, target: 'cpu' | 'cuda' = 'cpu'): BuiltGraph =>
     target === 'cuda'
@@ -127,7 +140,16 @@ export function convertResNetTensors(
       width: spec.kernels,
     };
   const parameters = Math.round((built.bytes.static + built.bytes.dynamic + built.bytes.router) / 4);
-  return { spec, built, buckets, build, draft, parameters, cudaForm: opts.cudaForm ?? false };
+  return {
+    spec,
+    built,
+    buckets,
+    cudaBuckets,
+    build,
+    draft,
+    parameters,
+    cudaForm: opts.cudaForm ?? false,
+  };
 }
 
 function validBuckets(buckets: number[]): number[] {
@@ -141,10 +163,11 @@ function validBuckets(buckets: number[]): number[] {
   return buckets;
 }
 
-/** Describes a built graph's form for the card and the summary line, e.g. "nchwc16 grouped, weights: auto". */
-export function formName(built: BuiltGraph): string {
+/** Describes a form for the card and the summary line, e.g. "nchwc16 per-sample, weights: auto". */
+export function formName(built: BuiltGraph, buckets: readonly number[]): string {
   if (built.maxRunBatch === null) return 'static, batched';
-  return `${layoutName(built.layout)} grouped, weights: ${built.layerForms ? 'budget' : built.form}`;
+  const batching = buckets.length === 1 && buckets[0] === 1 ? 'per-sample' : 'grouped';
+  return `${layoutName(built.layout)} ${batching}, weights: ${built.layerForms ? 'budget' : built.form}`;
 }
 
 /** The model folder: the bucket graphs (one weights file), or the one graph of a static network; + CUDA form. */
@@ -154,16 +177,16 @@ export function writeConverted(outDir: string, converted: ConvertedResNet): Mode
     return writeModelFolder(outDir, built.graph, converted.draft, {
       maxRunBatch: null,
       parameters: converted.parameters,
-      form: formName(built),
+      form: formName(built, []),
     });
   const form = (target: 'cpu' | 'cuda'): GraphForm => ({
     stem: target === 'cpu' ? 'model' : 'model.cuda',
-    buckets: buckets.map((batch, i) => ({
+    buckets: (target === 'cpu' ? buckets : converted.cudaBuckets).map((batch, i) => ({
       batch,
       build: () => (i === 0 && target === 'cpu' ? built : converted.build(batch, target)).graph,
     })),
     parameters: target === 'cpu' ? converted.parameters : undefined,
-    form: target === 'cpu' ? formName(built) : 'nchw grouped, weights: dense (CUDA form)',
+    form: target === 'cpu' ? formName(built, buckets) : 'nchw grouped, weights: dense (CUDA form)',
   });
   return writeModelForms(outDir, converted.draft, form('cpu'), converted.cudaForm ? form('cuda') : undefined);
 }
@@ -176,7 +199,9 @@ export function summaryLine(c: ConvertedResNet, card: ModelCard): string {
   const { spec, built } = c;
   const arch = `${spec.block} [${spec.blocks.join(',')}] widths ${spec.widths.join('/')} stem ${spec.stemChannels} K=${spec.kernels} τ=${spec.temperature} ${spec.numClasses} classes`;
   const form =
-    built.maxRunBatch === null ? 'static, batched' : `${formName(built)}, buckets ${c.buckets.join(',')}`;
+    built.maxRunBatch === null
+      ? 'static, batched'
+      : `${formName(built, c.buckets)}, buckets ${c.buckets.join(',')}`;
   return (
     `resnet ${variantOf(spec)}: ${arch}; ${spec.padConvs.length} PAD convs, ${(100 * spec.dynamicRatio).toFixed(1)}% dynamic; ` +
     `checkpoint ${millions(checkpointParameters(spec))} params → stored ${millions(c.parameters)}; graph ${(card.graph.initializerBytes / 2 ** 20).toFixed(1)} MiB (${form})`
@@ -193,13 +218,15 @@ export function convertPadConvLayer(
   const folded = foldPadConv(conv, null, temperature);
   const layout = opts.layout ?? { kind: 'nchw' };
   const weightForm = opts.form ?? DEFAULT_FORM;
+  const buckets = validBuckets(opts.buckets ?? [...DEFAULT_BUCKETS]);
+  const batching = buckets.length === 1 && buckets[0] === 1 ? 'per-sample' : 'grouped';
   const form: GraphForm = {
     stem: 'model',
-    buckets: validBuckets(opts.buckets ?? [...DEFAULT_BUCKETS]).map((batch) => ({
+    buckets: buckets.map((batch) => ({
       batch,
       build: () => buildPadConvLayerGraph(folded, layout, weightForm, batch),
     })),
-    form: `${layoutName(layout)} grouped, weights: ${weightForm}`,
+    form: `${layoutName(layout)} ${batching}, weights: ${weightForm}`,
   };
   const ratio = conv.dynamicEntries / conv.mask.length;
   const draft: CardDraft = {
