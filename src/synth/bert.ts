@@ -19,7 +19,7 @@ import { basename, join, resolve } from 'node:path';
 import { convertBertTensors, writeBertFolder } from '../convert/bert/command.js';
 import type { MoeStrategy } from '../convert/bert/moe.js';
 import { BERT_GRAPH_REVISION } from '../convert/bert/graph.js';
-import { calibrateSyntheticRouters } from '../convert/bert/router-calibration.js';
+import { calibrateSyntheticRouters } from './router-calibration.js';
 import {
   InitializerHash,
   SHARED_EXTERNAL_THRESHOLD,

@@ -10,11 +10,11 @@
  * onnxruntime Gemms with the weights fed as inputs: a plain JS loop took ~6 s per BERT-base layer.
  */
 import ort from 'onnxruntime-node';
-import { GraphBuilder } from '../../onnx/builder.js';
-import { Ops } from '../../onnx/ops.js';
-import { encodeModel } from '../../onnx/serialize.js';
-import type { FloatTensor, HostTensor } from '../../tensor.js';
-import { Rng } from '../../synth/random.js';
+import { GraphBuilder } from '../onnx/builder.js';
+import { Ops } from '../onnx/ops.js';
+import { encodeModel } from '../onnx/serialize.js';
+import type { FloatTensor, HostTensor } from '../tensor.js';
+import { Rng } from './random.js';
 
 export interface CalibrationOptions {
   /** Sequences and padded length of the calibration batch (default 2 × 32). */
