@@ -8,13 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { readSafetensors } from '../src/convert/checkpoint/index.js';
 import { convertPadConvLayer, convertResNetTensors } from '../src/convert/resnet/command.js';
 import { batchNormAffine, foldPadConv, lambdas } from '../src/convert/resnet/fold.js';
-import {
-  layoutWeight,
-  probeNchwcBlock,
-  roundUp,
-  weightGeometry,
-  type Layout,
-} from '../src/convert/resnet/layout.js';
+import { layoutWeight, roundUp, weightGeometry, type Layout } from '../src/convert/resnet/layout.js';
+import { probeNchwcBlock } from '../src/convert/resnet/layout-probe.js';
 import { resolveForm, scatterRows, type DynamicForm } from '../src/convert/resnet/padconv.js';
 import { inferPadConvLayer } from '../src/convert/resnet/spec.js';
 import { GraphBuilder } from '../src/onnx/builder.js';

@@ -21,7 +21,8 @@ import {
   ROUTER_PROBS_OUTPUT,
   type BuiltGraph,
 } from './graph.js';
-import { probeNchwcBlock, type Layout } from './layout.js';
+import type { Layout } from './layout.js';
+import { probeNchwcBlock } from './layout-probe.js';
 import type { DynamicForm } from './padconv.js';
 import { formsForBudget } from './budget.js';
 import { foldedConvs } from './fold.js';

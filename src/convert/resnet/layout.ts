@@ -7,13 +7,11 @@
  * NchwcTransformer would emit), with every weight — constant or computed per request — already stored in the
  * blocked filter layout, so per-sample convs run on the same kernels as static ones. The block size is a property
  * of the machine's MLAS build (16 with AVX-512, 8 with AVX2): it is probed from onnxruntime at conversion time and
- * the graph carries a guard that refuses to run where the block differs.
+ * the graph carries a guard that refuses to run where the block differs. This module is pure geometry and graph
+ * building; the probe, which loads onnxruntime, is layout-probe.ts.
  */
-import ort from 'onnxruntime-node';
 import type { GraphBuilder, Value } from '../../onnx/builder.js';
 import type { Ops } from '../../onnx/ops.js';
-import { encodeModel } from '../../onnx/serialize.js';
-import { GraphBuilder as Builder } from '../../onnx/builder.js';
 import { floatTensor } from '../../tensor.js';
 
 export type Layout = { kind: 'nchw' } | { kind: 'nchwc'; block: number };
@@ -118,25 +116,6 @@ export function padColumns(m: Float32Array, rows: number, cols: number, paddedCo
   const out = new Float32Array(rows * paddedCols);
   for (let r = 0; r < rows; r++) out.set(m.subarray(r * cols, (r + 1) * cols), r * paddedCols);
   return out;
-}
-
-/**
- * The NCHWc block onnxruntime uses on this machine, probed with a one-node graph (ReorderInput pads 4 channels
- * to one block); null when this onnxruntime build has no NCHWc kernels.
- */
-export async function probeNchwcBlock(): Promise<number | null> {
-  const g = new Builder('nchwc_probe');
-  const x = g.input('x', 'float32', [1, 4, 1, 1]);
-  g.output(g.op('ReorderInput', [x], {}, { domain: NCHWC_DOMAIN }), 'y', 'float32', [1, 'c', 1, 1]);
-  try {
-    const session = await ort.InferenceSession.create(encodeModel(g), { graphOptimizationLevel: 'disabled' });
-    const out = await session.run({ x: new ort.Tensor('float32', new Float32Array(4), [1, 4, 1, 1]) });
-    const block = out.y!.dims[1]!;
-    await session.release();
-    return block > 1 ? block : null;
-  } catch {
-    return null;
-  }
 }
 
 /**
