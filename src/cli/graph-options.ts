@@ -19,8 +19,8 @@ export const GRAPH_USAGE = `  --weight-form F        per-sample weight form of P
                          (scatter: per-sample graphs only, --buckets 1)
   --weights-budget-mb N  per layer the fastest form that keeps the stored weights within N MB (overrides
                          --weight-form; fails if even the smallest form does not fit)
-  --buckets LIST         fixed-batch graphs to build for models with dynamic convs (default 1,2,4,8; they
-                         share one weights file); 1 alone is the per-sample form
+  --buckets LIST         fixed-batch graphs to build for models with dynamic convs, sharing one weights file
+                         (default: 1, the per-sample form, for the CPU form; 1,2,4,8 for the CUDA form)
   --layout L             nchwc (default where onnxruntime has it: this machine's NCHWc block) | nchw (portable)
   --forms LIST           cpu (default) | cpu,cuda: also write the CUDA form (every node has a CUDA kernel)`;
 
