@@ -15,7 +15,7 @@ import { Metrics } from '../src/observability/metrics.js';
 import { plainLogger } from '../src/observability/logging.js';
 import { PreprocessPool } from '../src/preprocess/pool.js';
 import { InferencePool } from '../src/runtime/pool.js';
-import { planThreads } from '../src/runtime/threads.js';
+import { planThreads } from '../src/threads.js';
 import { ModelManager } from '../src/repository/manager.js';
 import { ensureDefaultModels, synthBuilders, type DefaultBuilders } from '../src/repository/defaults.js';
 import type { Lifecycle } from '../src/routes/context.js';

@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, renderSettingsMarkdown, SETTINGS } from '../server/config.js';
-import { planThreads } from '../src/runtime/threads.js';
+import { planThreads } from '../src/threads.js';
 import { parseServingConfig, selectVersions } from '../src/repository/serving.js';
 import { REPO_ROOT } from './support/paths.js';
 

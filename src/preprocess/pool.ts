@@ -6,7 +6,7 @@
  */
 import { Piscina } from 'piscina';
 import type { ImagePreprocessSpec } from '../model/card.js';
-import { piscinaEntry } from '../runtime/threads.js';
+import { piscinaEntry } from '../threads.js';
 import type { ImageResult, PreprocessTask, TextResult } from './worker.js';
 import { runText } from './worker.js';
 

@@ -12,7 +12,7 @@ import type { Worker } from 'node:worker_threads';
 import { ServeError } from '../observability/errors.js';
 import type { ExecutionDevice, Feeds } from './session.js';
 import type { HostTensor } from '../tensor.js';
-import { startWorker } from './threads.js';
+import { startWorker } from '../threads.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
 import { placementLine, placementWarning, type PlacementCheck, type PlacementSummary } from './placement.js';
 
