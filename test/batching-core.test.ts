@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Batcher, type BatchEvent } from '../src/batching/batcher.js';
+import { Batcher } from '../src/batching/batcher.js';
+import type { BatchEvent } from '../src/observability/events.js';
 import { CountPolicy, TokenBudgetPolicy } from '../src/batching/policy.js';
 import { RequestQueue, type Clock, type QueueEntry } from '../src/batching/queue.js';
 import { collateTokens, splitRows, type TokenRow } from '../src/batching/collate.js';

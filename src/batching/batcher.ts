@@ -11,6 +11,7 @@
  * whole batch (never a silent mismatch).
  */
 import { ServeError } from '../observability/errors.js';
+import type { BatchEvent } from '../observability/events.js';
 import type { BatchPolicy } from './policy.js';
 import {
   RequestQueue,
@@ -23,14 +24,6 @@ import {
 
 /** Runs one batch on one model instance; returns one result per payload, in order. */
 export type BatchExecutor<P, R> = (payloads: P[], paddedLength: number) => Promise<R[]>;
-
-export interface BatchEvent {
-  size: number;
-  paddedLength: number;
-  queueMs: number[];
-  inferenceMs: number;
-  ok: boolean;
-}
 
 export interface BatcherOptions {
   name: string;

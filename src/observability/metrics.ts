@@ -6,13 +6,11 @@
  * and batch series is labelled by `model` and `version` (a reload runs two versions side by side).
  */
 import client from 'prom-client';
-import type { BatchEvent } from '../batching/batcher.js';
 import type { TelemetrySpec } from '../model/card.js';
 import type { HostTensor } from '../tensor.js';
 import type { FailureReason } from './errors.js';
+import type { BatchEvent, ModelState } from './events.js';
 import { InferenceStatistics } from './statistics.js';
-
-type ModelState = 'loading' | 'warming' | 'ready' | 'retiring' | 'unloaded' | 'failed';
 
 export type Outcome = 'ok' | FailureReason;
 

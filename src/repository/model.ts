@@ -3,7 +3,7 @@
  * the micro-batcher that feeds them. Life cycle: loading → warming → ready → retiring → unloaded. A retiring
  * version takes no new requests (the manager routes them to its successor) but finishes what it has queued.
  */
-import { Batcher, type BatchEvent } from '../batching/batcher.js';
+import { Batcher } from '../batching/batcher.js';
 import {
   collateImages,
   collateTokens,
@@ -18,6 +18,7 @@ import { CountPolicy, TokenBudgetPolicy, type BatchPolicy } from '../batching/po
 import type { EntryResult, SubmitOptions } from '../batching/queue.js';
 import type { ModelCard, TelemetrySpec } from '../model/card.js';
 import { ServeError } from '../observability/errors.js';
+import type { BatchEvent, ModelState } from '../observability/events.js';
 import type { InferencePool, InstanceHandle } from '../runtime/pool.js';
 import type { PlacementCheck } from '../runtime/placement.js';
 import type { ExecutionDevice } from '../runtime/session.js';
@@ -25,8 +26,6 @@ import type { HostTensor } from '../tensor.js';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServingConfig, WeightsMode } from './serving.js';
-
-export type ModelState = 'loading' | 'warming' | 'ready' | 'retiring' | 'unloaded' | 'failed';
 
 export interface ModelObserver {
   batch(model: string, version: number, e: BatchEvent): void;
