@@ -170,6 +170,9 @@ describe('policies', () => {
     expect(q.buckets).toEqual([1, 2, 4]);
     expect(q.select(entries(Array<number>(6).fill(1))).entries.length).toBe(6);
     expect(q.select(entries(Array<number>(5).fill(1))).entries.length).toBe(4);
+    // The per-sample form (one bucket, 1) batches as if it had none.
+    const perSample = new CountPolicy(8, [1]);
+    expect(perSample.select(entries(Array<number>(5).fill(1))).entries.length).toBe(5);
   });
 
   it('tokens: padded cost bucket(longest) × rows stays within the budget; the head always goes in', () => {

@@ -67,6 +67,25 @@ function runCli(args: string[]): { status: number | null; stdout: string; stderr
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** `padserve predict DIR --tensor T --buckets B` (a child process) → the output it wrote. */
+function predictOnBucket(dir: string, tensor: string, outFile: string, bucket: number): Float32Array {
+  const args = [
+    'predict',
+    dir,
+    '--tensor',
+    tensor,
+    '--out',
+    outFile,
+    '--threads',
+    '2',
+    '--buckets',
+    String(bucket),
+  ];
+  const r = runCli(args);
+  expect(r.status, r.stderr).toBe(0);
+  return readF32(outFile);
+}
+
 function expectMatch(
   label: string,
   actual: ArrayLike<number>,
@@ -118,22 +137,11 @@ describe.each(['resnet-tiny', 'resnet-mnist'])('%s', (rel) => {
       const bucket = BUCKETS[rotation++ % BUCKETS.length]!;
       const c = fx.cases[0]!;
       const outFile = join(tmp, `${rel}-${file}-${layout}.logits.bin`);
-      const r = runCli([
-        'predict',
-        dirOf(layout),
-        '--tensor',
-        `pixel_values=${join(fx.dir, (fx.json.input as { file: string }).file)}:float32:${c.inputShape.join('x')}`,
-        '--out',
-        outFile,
-        '--threads',
-        '2',
-        '--buckets',
-        String(bucket),
-      ]);
-      expect(r.status, r.stderr).toBe(0);
+      const tensor = `pixel_values=${join(fx.dir, (fx.json.input as { file: string }).file)}:float32:${c.inputShape.join('x')}`;
+      const y = predictOnBucket(dirOf(layout), tensor, outFile, bucket);
       expectMatch(
         `${rel}/${file}/${layout}/predict-b${bucket}`,
-        readF32(outFile),
+        y,
         c,
         fx.json.tolerance,
         fx.json.tolerance_strict,
@@ -250,22 +258,10 @@ describe('padconv-layers', () => {
       const inputFile = join(tmp, `layer-${name}-${layout}.x.bin`);
       writeFileSync(inputFile, new Uint8Array(c.input.buffer, c.input.byteOffset, c.input.byteLength));
       const outFile = join(tmp, `layer-${name}-${layout}.y.bin`);
-      const r = runCli([
-        'predict',
-        out,
-        '--tensor',
-        `x=${inputFile}:float32:${c.inputShape.join('x')}`,
-        '--out',
-        outFile,
-        '--threads',
-        '2',
-        '--buckets',
-        String(bucket),
-      ]);
-      expect(r.status, r.stderr).toBe(0);
+      const y = predictOnBucket(out, `x=${inputFile}:float32:${c.inputShape.join('x')}`, outFile, bucket);
       expectMatch(
         `padconv-layers/${name}/${layout}/predict-b${bucket}`,
-        readF32(outFile),
+        y,
         c,
         fx.json.tolerance,
         fx.json.tolerance_strict,

@@ -41,7 +41,9 @@ export class CountPolicy implements BatchPolicy {
   ) {
     if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1)
       throw new RangeError(`max_batch_size must be ≥ 1, got ${maxBatchSize}`);
-    this.buckets = [...buckets].filter((b) => b <= maxBatchSize).sort((a, b) => a - b);
+    // One bucket (the per-sample form) never pads: nothing to round to.
+    const within = [...buckets].filter((b) => b <= maxBatchSize).sort((a, b) => a - b);
+    this.buckets = within.length > 1 ? within : [];
   }
 
   select<P, R>(ordered: Iterable<QueueEntry<P, R>>): Selection<P, R> {
