@@ -11,13 +11,14 @@ import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig, type ServerConfig } from './config.js';
 import { buildApp } from './app.js';
+import { synthBuilders } from './default-builders.js';
 import { Metrics } from '../src/observability/metrics.js';
 import { plainLogger } from '../src/observability/logging.js';
 import { PreprocessPool } from '../src/preprocess/pool.js';
 import { InferencePool } from '../src/runtime/pool.js';
 import { planThreads } from '../src/threads.js';
 import { ModelManager } from '../src/repository/manager.js';
-import { ensureDefaultModels, synthBuilders, type DefaultBuilders } from '../src/repository/defaults.js';
+import { ensureDefaultModels, type DefaultBuilders } from '../src/repository/defaults.js';
 import type { Lifecycle } from '../src/routes/context.js';
 import { startGrpc, type GrpcListener } from '../src/grpc/server.js';
 

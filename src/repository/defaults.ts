@@ -4,8 +4,8 @@
  * `synthesizeGlueSuite`: one shared synthetic encoder, in `.glue-suite/`, linked as each model's version 1). Seeded, so every build is identical. Each model gets a
  * `serving.json`; an existing model folder is never touched.
  */
-import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CARD_FILE } from '../model/folder.js';
 import { SERVING_FILE } from './serving.js';
 import { GLUE_TASK_NAMES } from '../preprocess/glue.js';
@@ -25,7 +25,10 @@ export interface DefaultBuildOptions {
   cudaForm?: boolean;
 }
 
-/** What the builders must provide (the synth modules; injectable for tests). */
+/**
+ * What the builders must provide. The server entry passes the synth modules (server/default-builders.ts), tests
+ * their own: the repository does not import synthesis.
+ */
 export interface DefaultBuilders {
   resnet(
     outDir: string,
@@ -107,32 +110,3 @@ export async function ensureDefaultModels(
   }
   return built;
 }
-
-/** The real builders: the synth modules, imported only when something must be built. */
-export const synthBuilders: DefaultBuilders = {
-  async resnet(outDir, onProgress, opts) {
-    const { synthesizeResNet } = await import('../synth/resnet.js');
-    await synthesizeResNet({
-      outDir,
-      seed: DEFAULT_SEED,
-      dynamicRatio: 0.3,
-      variant: 'pad',
-      onProgress,
-      graph: { layout: 'probe', cudaForm: opts?.cudaForm ?? false },
-    });
-  },
-  async glue(dirs, onProgress) {
-    // The suite writes <suite>/<task>/ folders (one encoder, hard-linked weights; reused on later builds);
-    // each repository version folder links to its task folder.
-    const { synthesizeGlueSuite } = await import('../synth/bert.js');
-    const tasks = Object.keys(dirs);
-    const suiteDir = join(dirname(dirname(dirs[tasks[0]!]!)), GLUE_SUITE_DIR);
-    const built = await synthesizeGlueSuite({ rootDir: suiteDir, tasks, seed: DEFAULT_SEED, onProgress });
-    for (const t of tasks) {
-      const versionDir = dirs[t]!;
-      mkdirSync(dirname(versionDir), { recursive: true });
-      rmSync(versionDir, { recursive: true, force: true });
-      symlinkSync(relative(dirname(versionDir), built[t]!), versionDir, 'dir');
-    }
-  },
-};
