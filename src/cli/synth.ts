@@ -9,8 +9,8 @@ Run 'padserve synth resnet50 --help' or 'padserve synth bert --help' for all opt
 export async function run(argv: string[]): Promise<void> {
   const [family, ...rest] = argv;
   if (family === 'resnet50' || family === 'resnet')
-    return (await import('../synth/resnet-command.js')).synthCommand(rest);
-  if (family === 'bert') return (await import('../synth/bert-command.js')).synthCommand(rest);
+    return (await import('./synth-resnet.js')).synthCommand(rest);
+  if (family === 'bert') return (await import('./synth-bert.js')).synthCommand(rest);
   if (family === '--help' || family === '-h') {
     console.log(USAGE);
     return;

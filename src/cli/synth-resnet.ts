@@ -1,8 +1,8 @@
 /** `padserve synth resnet50`: full-size PAD-Net ResNet-50 (or its static / DY-Conv baselines) with seeded weights. */
-import { CliError, Progress, floatOption, intOption, parse } from '../cli/args.js';
-import { GRAPH_OPTIONS, GRAPH_USAGE, parseGraphOptions } from '../cli/graph-options.js';
+import { CliError, Progress, floatOption, intOption, parse } from './args.js';
+import { GRAPH_OPTIONS, GRAPH_USAGE, parseGraphOptions } from './graph-options.js';
 import { formName } from '../convert/resnet/command.js';
-import { synthesizeResNetConverted, type ResNetSynthVariant } from './resnet.js';
+import { synthesizeResNetConverted, type ResNetSynthVariant } from '../synth/resnet.js';
 
 const USAGE = `usage: padserve synth resnet50 --out DIR [options]
 

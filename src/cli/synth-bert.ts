@@ -1,5 +1,5 @@
 /** `padserve synth bert`: full-size PAD-MoE BERT (or its dense / fully dynamic MoE baselines) with seeded weights. */
-import { CliError, Progress, floatOption, intOption, parse } from '../cli/args.js';
+import { CliError, Progress, floatOption, intOption, parse } from './args.js';
 import { GLUE_TASK_NAMES, parseGlueTaskName } from '../preprocess/glue.js';
 import { MOE_STRATEGIES, type MoeStrategy } from '../convert/bert/moe.js';
 import {
@@ -9,7 +9,7 @@ import {
   synthesizeBert,
   synthesizeGlueSuite,
   type BertVariant,
-} from './bert.js';
+} from '../synth/bert.js';
 
 const USAGE = `usage: padserve synth bert --task TASK --out DIR [options]
 
