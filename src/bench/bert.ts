@@ -11,7 +11,6 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
-import { CliError, intOption, floatOption, parse } from '../cli/args.js';
 import { readModelCard } from '../model/folder.js';
 import { BERT_GRAPH_REVISION } from '../convert/bert/graph.js';
 import { cardParameters } from '../convert/bert/command.js';
@@ -20,6 +19,7 @@ import { ModelSession, type Feeds } from '../runtime/session.js';
 import { BertTokenizer } from '../preprocess/text/index.js';
 import { Rng } from '../synth/random.js';
 import {
+  BenchError,
   RESULTS_DIR,
   latencyStats,
   machineInfo,
@@ -32,20 +32,10 @@ import {
 } from './measure.js';
 import { BenchChild } from './child.js';
 
-const USAGE = `usage: padserve bench bert [options]
-
-  --quick                short run (15 s per batch size, at least 4 turns)
-  --models LIST          synthesised variants to run (default dense,pad,moe; "none" for only --model)
-  --model LABEL=DIR[:no-prepack]  also run this model folder (repeatable; e.g. other PAD-MoE strategies)
-  --seconds S            time budget per batch size (default 60; every turn runs each model once)
-  --min-turns N          at least this many turns per batch size (default 10)
-  --threads N            intra-op threads per model (default 2)
-  --no-prepack           session config disable_prepacking=1 (weights used from the memory-mapped file)
-  --seed S               seed of the synthetic models (default 0)
-  --name NAME            report name under bench/results (default bert; only "bert" is copied to docs/bench)`;
-
 const BATCHES = [1, 8];
-const VARIANTS = ['dense', 'pad', 'moe'] as const;
+/** The synthesised models `padserve bench bert --models` can run (all by default). */
+export const BERT_BENCH_VARIANTS = ['dense', 'pad', 'moe'] as const;
+export type BertBenchVariant = (typeof BERT_BENCH_VARIANTS)[number];
 const CACHE = '.cache/bench';
 
 // ---------- inputs: GLUE-like sentence pairs ----------
@@ -137,7 +127,8 @@ async function openRunner(dir: string, threads: number, noPrepack: boolean): Pro
   };
 }
 
-async function runWorker(dir: string, threads: number, noPrepack: boolean): Promise<void> {
+/** The child process side (`padserve bench bert --worker DIR`): loads one model and answers run requests. */
+export async function runWorker(dir: string, threads: number, noPrepack: boolean): Promise<void> {
   const send = (m: FromWorker) => process.send!(m);
   const started = performance.now();
   const session = await openRunner(dir, threads, noPrepack);
@@ -208,7 +199,7 @@ function ensureModel(cli: string, variant: string, seed: number): string {
     [cli, 'synth', 'bert', '--task', 'mnli', '--variant', variant, '--seed', String(seed), '--out', dir],
     { stdio: 'inherit' },
   );
-  if (r.status !== 0) throw new CliError(`synthesising ${dir} failed`);
+  if (r.status !== 0) throw new BenchError(`synthesising ${dir} failed`);
   return dir;
 }
 
@@ -309,43 +300,35 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
   return { json: { machine, ...meta, results, targets: checks.json }, markdown };
 }
 
-export async function benchCommand(argv: string[]): Promise<void> {
-  const { values } = parse(
-    argv,
-    {
-      quick: { type: 'boolean' },
-      models: { type: 'string' },
-      model: { type: 'string', multiple: true },
-      seconds: { type: 'string' },
-      'min-turns': { type: 'string' },
-      threads: { type: 'string' },
-      'no-prepack': { type: 'boolean' },
-      seed: { type: 'string' },
-      name: { type: 'string' },
-      worker: { type: 'string' },
-    },
-    USAGE,
-  );
-  const threads = intOption(values.threads, 'threads', 2, 1);
-  const noPrepack = values['no-prepack'] ?? false;
-  if (values.worker) return runWorker(values.worker, threads, noPrepack);
+export interface BertBenchOptions {
+  quick: boolean;
+  /** Time budget per batch size, and the fewest turns per batch size (every turn runs each model once). */
+  seconds: number;
+  minTurns: number;
+  /** Intra-op threads per model. */
+  threads: number;
+  /** Session config disable_prepacking=1 for every model. */
+  noPrepack: boolean;
+  /** Seed of the synthetic models. */
+  seed: number;
+  /** Report name under bench/results; only "bert" is copied to docs/bench. */
+  name: string;
+  variants: readonly BertBenchVariant[];
+  /** Model folders to run besides the synthesised ones (`--model LABEL=DIR[:no-prepack]`). */
+  extra: readonly { label: string; dir: string; noPrepack: boolean }[];
+  /** The command line the report names. */
+  command: string;
+}
 
-  const quick = values.quick ?? false;
-  const seconds = floatOption(values.seconds, 'seconds', quick ? 15 : 60, 0);
-  const minTurns = intOption(values['min-turns'], 'min-turns', quick ? 4 : 10, 1);
-  const seed = intOption(values.seed, 'seed', 0);
+export async function runBertBench(opts: BertBenchOptions): Promise<void> {
+  const { quick, seconds, minTurns, threads, noPrepack, seed, command } = opts;
   const cli = findCli();
-  const variants = values.models === 'none' ? [] : (values.models ?? VARIANTS.join(',')).split(',');
-  for (const v of variants)
-    if (!(VARIANTS as readonly string[]).includes(v))
-      throw new CliError(`--models: unknown variant "${v}"`, 2);
-  const models = variants.map((v) => ({ label: v, dir: ensureModel(cli, v, seed), noPrepack }));
-  for (const spec of values.model ?? []) {
-    const m = /^([^=]+)=(.+?)(:no-prepack)?$/.exec(spec);
-    if (!m) throw new CliError(`--model ${spec}: expected LABEL=DIR[:no-prepack]`, 2);
-    models.push({ label: m[1]!, dir: m[2]!, noPrepack: noPrepack || m[3] !== undefined });
-  }
-  if (!models.length) throw new CliError('nothing to run', 2);
+  const models = opts.variants.map((v) => ({
+    label: v as string,
+    dir: ensureModel(cli, v, seed),
+    noPrepack,
+  }));
+  models.push(...opts.extra);
 
   const results: ModelResult[] = [];
   const workers: Worker[] = [];
@@ -395,8 +378,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   } finally {
     for (const w of workers) w.stop();
   }
-  const name = values.name ?? 'bert';
-  const command = `npm run bench:bert${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
+  const { name } = opts;
   const { json, markdown } = report(results, {
     command,
     quick,

@@ -7,6 +7,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 
+/** A benchmark failure shown as one line: src/cli/main.ts prints errors marked `userFacing` without a stack. */
+export class BenchError extends Error {
+  override name = 'BenchError';
+  readonly userFacing = true;
+}
+
 export interface LatencyStats {
   n: number;
   meanMs: number;

@@ -13,7 +13,6 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CliError, floatOption, intOption, parse } from '../cli/args.js';
 import { readModelCard } from '../model/folder.js';
 import { RESNET_GRAPH_VERSION } from '../convert/resnet/graph.js';
 import type { ResNetCard } from '../model/card.js';
@@ -21,6 +20,7 @@ import { ModelSession, type Feeds } from '../runtime/session.js';
 import { calibrationImages } from '../synth/calibrate.js';
 import { Rng } from '../synth/random.js';
 import {
+  BenchError,
   RESULTS_DIR,
   latencyStats,
   machineInfo,
@@ -33,19 +33,10 @@ import {
 } from './measure.js';
 import { BenchChild } from './child.js';
 
-const USAGE = `usage: padserve bench resnet [options]
-
-  --quick                short run (6 rounds of 0.5 s segments)
-  --models LIST          synthesised models to run (default static,pad,dyconv,pad-bucketed,dyconv-bucketed;
-                         "none" for only --model)
-  --model LABEL=DIR      also run this model folder (repeatable; e.g. other graph strategies)
-  --rounds N, --seconds S  round-robin rounds and seconds per segment (default 10 × 2 s)
-  --threads N            intra-op threads per model (default 2)
-  --seed S               seed of the synthetic models (default 0)
-  --name NAME            report name under bench/results (default resnet; only "resnet" is copied to docs/bench)`;
-
 const BATCHES = [1, 8];
-const VARIANTS = ['static', 'pad', 'dyconv', 'pad-bucketed', 'dyconv-bucketed'] as const;
+/** The synthesised models `padserve bench resnet --models` can run (all by default). */
+export const RESNET_BENCH_VARIANTS = ['static', 'pad', 'dyconv', 'pad-bucketed', 'dyconv-bucketed'] as const;
+export type ResNetBenchVariant = (typeof RESNET_BENCH_VARIANTS)[number];
 const BUCKETED = '-bucketed';
 /** The label of the memory-only child: the bucketed PAD model with only its largest bucket graph loaded. */
 const ONE_BUCKET = 'pad-one-bucket';
@@ -69,7 +60,8 @@ type FromWorker =
   | { type: 'samples'; batch: number; ms: number[] }
   | { type: 'error'; message: string };
 
-async function runWorker(dir: string, threads: number, buckets?: number[]): Promise<void> {
+/** The child process side (`padserve bench resnet --worker DIR`): loads one model and answers run requests. */
+export async function runWorker(dir: string, threads: number, buckets?: number[]): Promise<void> {
   const send = (m: FromWorker) => process.send!(m);
   const inputs = new Map(BATCHES.map((b) => [b, imageBatch(b, 100 + b)]));
   const rssBeforeMb = rssMb();
@@ -174,7 +166,7 @@ function ensureModel(cli: string, label: string, seed: number): { dir: string; s
     ],
     { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' },
   );
-  if (r.status !== 0) throw new CliError(`synthesising ${dir} failed`);
+  if (r.status !== 0) throw new BenchError(`synthesising ${dir} failed`);
   process.stderr.write(r.stdout);
   const synth: SynthRecord = {
     seed,
@@ -307,39 +299,28 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
   return { json: { machine, ...meta, results, targets: checks.json }, markdown };
 }
 
-export async function benchCommand(argv: string[]): Promise<void> {
-  const { values } = parse(
-    argv,
-    {
-      quick: { type: 'boolean' },
-      models: { type: 'string' },
-      model: { type: 'string', multiple: true },
-      rounds: { type: 'string' },
-      seconds: { type: 'string' },
-      threads: { type: 'string' },
-      seed: { type: 'string' },
-      name: { type: 'string' },
-      worker: { type: 'string' },
-      buckets: { type: 'string' },
-    },
-    USAGE,
-  );
-  const threads = intOption(values.threads, 'threads', 2, 1);
-  if (values.worker) return runWorker(values.worker, threads, values.buckets?.split(',').map(Number));
+export interface ResNetBenchOptions {
+  quick: boolean;
+  /** Round-robin rounds, and seconds per model and batch size in each round. */
+  rounds: number;
+  seconds: number;
+  /** Intra-op threads per model. */
+  threads: number;
+  /** Seed of the synthetic models. */
+  seed: number;
+  /** Report name under bench/results; only "resnet" is copied to docs/bench. */
+  name: string;
+  variants: readonly ResNetBenchVariant[];
+  /** Model folders to run besides the synthesised ones (`--model LABEL=DIR`). */
+  extra: readonly { label: string; dir: string }[];
+}
 
-  const quick = values.quick ?? false;
-  const rounds = intOption(values.rounds, 'rounds', quick ? 6 : 10, 1);
-  const seconds = floatOption(values.seconds, 'seconds', quick ? 0.5 : 2, 0.1);
-  const seed = intOption(values.seed, 'seed', 0);
-  const name = values.name ?? 'resnet';
+export async function runResNetBench(opts: ResNetBenchOptions): Promise<void> {
+  const { quick, rounds, seconds, threads, seed, name } = opts;
   const cli = findCli();
-  const variants = values.models === 'none' ? [] : (values.models ?? VARIANTS.join(',')).split(',');
-  for (const v of variants)
-    if (!(VARIANTS as readonly string[]).includes(v))
-      throw new CliError(`--models: unknown variant "${v}" (${VARIANTS.join(', ')})`, 2);
   mkdirSync(CACHE, { recursive: true });
   const models: { label: string; dir: string; synth: SynthRecord | null; buckets?: number[] }[] =
-    variants.map((v) => ({ label: v, ...ensureModel(cli, v, seed) }));
+    opts.variants.map((v) => ({ label: v, ...ensureModel(cli, v, seed) }));
   const padModel = models.find((m) => m.label === `pad${BUCKETED}`);
   const padBuckets = padModel && readModelCard(padModel.dir).graph.buckets;
   if (padModel && padBuckets)
@@ -349,12 +330,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
       synth: null,
       buckets: [padBuckets[padBuckets.length - 1]!.batch],
     });
-  for (const spec of values.model ?? []) {
-    const [label, dir] = spec.split('=');
-    if (!label || !dir) throw new CliError(`--model ${spec}: expected LABEL=DIR`, 2);
-    models.push({ label, dir, synth: null });
-  }
-  if (!models.length) throw new CliError('nothing to run', 2);
+  for (const { label, dir } of opts.extra) models.push({ label, dir, synth: null });
 
   const results: ModelResult[] = [];
   const workers: Worker[] = [];
