@@ -51,7 +51,7 @@ export function adminOnly<Req, Res>(ctx: ServerContext, handler: Handler<Req, Re
   return (req, call) => {
     if (!ctx.adminToken)
       throw new ServeError(
-        'not_found',
+        'unauthorized',
         'admin_api_off',
         'model control is off (start padserve with --admin-token to enable it)',
       );

@@ -1,7 +1,7 @@
 /**
  * padserve's named failures as gRPC statuses. The reason → code table follows the HTTP status each reason has
  * (src/observability/errors.ts) the way google.rpc.Code documents its HTTP mapping: 400 INVALID_ARGUMENT,
- * 401 UNAUTHENTICATED, 404 NOT_FOUND, 429 RESOURCE_EXHAUSTED, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED. A body or
+ * 401 UNAUTHENTICATED, 403 PERMISSION_DENIED (`admin_api_off`), 404 NOT_FOUND, 429 RESOURCE_EXHAUSTED, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED. A body or
  * tensor over the size limits is RESOURCE_EXHAUSTED too, as grpc-js answers a message over the receive limit.
  * The trailers carry the precise machine code (`padserve-code`), the reason (`padserve-error-type`) and
  * `retry-after` (seconds) where HTTP sends a Retry-After header.
@@ -35,6 +35,10 @@ export function grpcError(err: unknown): { error: ServeError; bug: boolean; stat
   return {
     error,
     bug,
-    status: { code: REASON_GRPC[error.reason], details: error.message, metadata },
+    status: {
+      code: error.status === 403 ? Status.PERMISSION_DENIED : REASON_GRPC[error.reason],
+      details: error.message,
+      metadata,
+    },
   };
 }

@@ -18,7 +18,7 @@
  * strict (loaded now). Both are false while draining.
  */
 import type { ModelCard, TensorSpec } from '../model/card.js';
-import { ServeError } from '../observability/errors.js';
+import { ServeError, unknownModel } from '../observability/errors.js';
 import type { ModelEntry } from '../repository/scan.js';
 import { imageRowShape } from '../repository/model.js';
 import { placementLine } from '../runtime/placement.js';
@@ -65,7 +65,7 @@ export function servedEntry(
   version?: number,
 ): { entry: ModelEntry; version: number | undefined; card: ModelCard } {
   const entry = ctx.models.entry(name);
-  if (!entry) throw new ServeError('not_found', 'unknown_model', `unknown model "${name}"`);
+  if (!entry) throw unknownModel(name);
   if (version !== undefined && !entry.served.includes(version))
     throw new ServeError('not_found', 'unknown_version', `model ${name} has no served version ${version}`);
   const v = version ?? entry.served.at(-1);

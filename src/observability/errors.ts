@@ -3,44 +3,25 @@
  * the request metrics and the `error_type` of the JSON body); a `code` is the precise machine-readable cause
  * (`image_too_large`, `unknown_task`, `invalid_shape`, ...). `status` is the HTTP status to answer with.
  *
+ * The codes, their reasons and statuses are one table: src/observability/error-codes.ts. A ServeError is built
+ * reason first (`new ServeError(reason, code, ...)`, the code one of that reason's) or from a code alone
+ * (`errorFor(code, ...)`, the reason looked up); the status follows from the code.
+ *
  * Imported by every server layer (routes, repository, batching, runtime); imports nothing of them.
  */
 
-export const FAILURE_REASONS = [
-  'invalid_input',
-  'not_found',
-  'payload_too_large',
-  'unsupported_media_type',
-  'unauthorized',
-  'rejected_queue_full',
-  'deadline_exceeded',
-  'client_cancelled',
-  'not_ready',
-  'draining',
-  'worker_failed',
-  'internal',
-] as const;
+import { ERROR_CODES, codeStatus, type CodeOf, type ErrorCode, type FailureReason } from './error-codes.js';
 
-export type FailureReason = (typeof FAILURE_REASONS)[number];
-
-/** Default HTTP status per reason. 499 (client closed request, nginx's convention) is never seen by a client. */
-export const REASON_STATUS: Record<FailureReason, number> = {
-  invalid_input: 400,
-  not_found: 404,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  unauthorized: 401,
-  rejected_queue_full: 429,
-  deadline_exceeded: 504,
-  client_cancelled: 499,
-  not_ready: 503,
-  draining: 503,
-  worker_failed: 503,
-  internal: 500,
-};
+export {
+  FAILURE_REASONS,
+  REASON_STATUS,
+  ERROR_CODES,
+  type FailureReason,
+  type ErrorCode,
+} from './error-codes.js';
 
 export interface ServeErrorOptions {
-  /** Overrides the reason's default status (e.g. 422 or 405). */
+  /** Overrides the code's status (only for statuses the HTTP layer chose, e.g. fastify's 4xx). */
   status?: number;
   /** Seconds for a `Retry-After` header (429, 503). */
   retryAfterS?: number;
@@ -49,7 +30,7 @@ export interface ServeErrorOptions {
   cause?: unknown;
 }
 
-export class ServeError extends Error {
+class ServeErrorClass extends Error {
   override name = 'ServeError';
   readonly status: number;
   readonly retryAfterS: number | undefined;
@@ -57,30 +38,54 @@ export class ServeError extends Error {
 
   constructor(
     readonly reason: FailureReason,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     opts: ServeErrorOptions = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.status = opts.status ?? REASON_STATUS[reason];
+    this.status = opts.status ?? codeStatus(code);
     this.retryAfterS = opts.retryAfterS;
     this.details = opts.details;
   }
 }
 
+/**
+ * `new ServeError(reason, code, message, opts)`: the code must be one of the reason's (a compile error otherwise),
+ * so the body's `error_type` and the registry cannot disagree.
+ */
+export const ServeError: new <R extends FailureReason>(
+  reason: R,
+  code: CodeOf<R>,
+  message: string,
+  opts?: ServeErrorOptions,
+) => ServeErrorClass = ServeErrorClass;
+export type ServeError = ServeErrorClass;
+
 export function isServeError(e: unknown): e is ServeError {
   return e instanceof ServeError;
 }
 
+/** A ServeError from its code alone: the reason (and status) come from the registry. */
+export function errorFor(code: ErrorCode, message: string, opts: ServeErrorOptions = {}): ServeError {
+  return new ServeError(ERROR_CODES[code].reason, code as never, message, opts);
+}
+
 /** Shorthands for the common cases. */
-export const invalidInput = (code: string, message: string, details?: ServeErrorOptions['details']) =>
-  new ServeError('invalid_input', code, message, { details });
-export const notFound = (code: string, message: string) => new ServeError('not_found', code, message);
+export const invalidInput = (
+  code: CodeOf<'invalid_input'>,
+  message: string,
+  details?: ServeErrorOptions['details'],
+) => new ServeError('invalid_input', code, message, { details });
+export const notFound = (code: CodeOf<'not_found'>, message: string) =>
+  new ServeError('not_found', code, message);
+/** The one wording of `unknown_model` (repository, V2 metadata, admin). */
+export const unknownModel = (name: string) =>
+  new ServeError('not_found', 'unknown_model', `unknown model "${name}"`);
 
 /** The JSON error body: the same shape on every route. */
 export interface ErrorBody {
   error: string;
-  code: string;
+  code: ErrorCode;
   error_type: FailureReason;
   details?: Record<string, string | number | boolean>;
 }

@@ -1,8 +1,9 @@
 /**
  * Typed errors of image decoding and preprocessing. `code` is machine-readable and stable (it goes into API error
- * bodies); `status` is the HTTP status a server should answer with. Client mistakes are 4xx; a preprocessing
- * spec that cannot work is the server's own misconfiguration (500).
+ * bodies); its failure reason and HTTP status come from the one code registry (src/observability/error-codes.ts).
+ * Client mistakes are 4xx; a preprocessing spec that cannot work is the server's own misconfiguration (500).
  */
+import { ERROR_CODES, codeStatus, type FailureReason } from '../observability/error-codes.js';
 
 export type ImageErrorCode =
   /** No bytes at all. */
@@ -16,18 +17,12 @@ export type ImageErrorCode =
   /** The model's preprocessing spec is invalid (server configuration, not the client's fault). */
   | 'invalid_preprocess_spec';
 
-const STATUS: Record<ImageErrorCode, number> = {
-  empty_image: 400,
-  unsupported_image_format: 415,
-  image_too_large: 413,
-  image_decode_failed: 400,
-  invalid_preprocess_spec: 500,
-};
-
 export class ImageError extends Error {
   override name = 'ImageError';
   readonly code: ImageErrorCode;
-  /** HTTP status to answer with. */
+  /** The failure reason (from the registry). */
+  readonly reason: FailureReason;
+  /** HTTP status to answer with (from the registry). */
   readonly status: number;
   /** Extra machine-readable facts (format, width, height, limit). */
   readonly details: Readonly<Record<string, string | number>>;
@@ -40,7 +35,8 @@ export class ImageError extends Error {
   ) {
     super(message, options);
     this.code = code;
-    this.status = STATUS[code];
+    this.reason = ERROR_CODES[code].reason;
+    this.status = codeStatus(code);
     this.details = details;
   }
 }

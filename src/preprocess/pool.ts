@@ -2,19 +2,19 @@
  * The preprocessing pool (piscina): images are decoded, resized and normalised off the HTTP thread. Text is
  * tokenised inline when the request is small (a short pair costs ~0.1 ms, a 128-token one ~0.6 ms on the
  * reference 2-core machine: less than a worker round trip) and in the pool above `inlineTextChars` characters.
- * Failures come back as `PreprocessError`s carrying the typed code and HTTP status of the preprocessing module.
+ * Failures come back as `PreprocessError`s carrying the preprocessing module's typed code (its reason and status:
+ * the code registry, src/observability/error-codes.ts).
  */
 import { Piscina } from 'piscina';
 import type { ImagePreprocessSpec } from '../model/card.js';
 import { piscinaEntry } from '../threads.js';
-import type { ImageResult, PreprocessTask, TextResult } from './worker.js';
+import type { ImageResult, PreprocessFailure, PreprocessTask, TextResult } from './worker.js';
 import { runText } from './worker.js';
 
 export class PreprocessError extends Error {
   override name = 'PreprocessError';
   constructor(
-    readonly code: string,
-    readonly status: number,
+    readonly code: PreprocessFailure['code'],
     message: string,
   ) {
     super(message);
@@ -102,7 +102,7 @@ export class PreprocessPool {
       { kind: 'image', bytes, spec, maxInputPixels: this.opts.maxInputPixels },
       { transferList: own ? [bytes.buffer as ArrayBuffer] : [], ...(signal ? { signal } : {}) },
     )) as ImageResult;
-    if (!r.ok) throw new PreprocessError(r.code, r.status, r.message);
+    if (!r.ok) throw new PreprocessError(r.code, r.message);
     return { data: r.data, ms: r.ms };
   }
 
@@ -115,7 +115,7 @@ export class PreprocessPool {
     const task = { kind: 'text' as const, pairs, maxLength };
     const r =
       chars <= this.opts.inlineTextChars ? runText(task) : ((await this.pool.run(task)) as TextResult);
-    if (!r.ok) throw new PreprocessError(r.code, r.status, r.message);
+    if (!r.ok) throw new PreprocessError(r.code, r.message);
     return { encodings: r.encodings, ms: r.ms };
   }
 

@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import type { ImagePreprocessSpec } from '../model/card.js';
 import { imageToTensor, isImageError } from './image.js';
+import type { ImageErrorCode } from './image-errors.js';
 import { BertTokenizer, TokenizerInputError } from './text/index.js';
 
 // One libvips thread per preprocessing worker: the worker count is the parallelism knob.
@@ -34,7 +35,7 @@ export interface PingTask {
 
 export type PreprocessTask = ImageTask | TextTask | PingTask;
 
-export type PreprocessFailure = { ok: false; code: string; status: number; message: string };
+export type PreprocessFailure = { ok: false; code: ImageErrorCode | 'invalid_text'; message: string };
 export type ImageResult = { ok: true; data: Float32Array; ms: number } | PreprocessFailure;
 export type TextResult =
   { ok: true; encodings: { ids: number[]; types: number[] }[]; ms: number } | PreprocessFailure;
@@ -44,8 +45,7 @@ export function runImage(task: ImageTask): Promise<ImageResult> {
   return imageToTensor(task.bytes, task.spec, { maxInputPixels: task.maxInputPixels }).then(
     (t) => ({ ok: true as const, data: t.data, ms: performance.now() - t0 }),
     (err: unknown) => {
-      if (isImageError(err))
-        return { ok: false as const, code: err.code, status: err.status, message: err.message };
+      if (isImageError(err)) return { ok: false as const, code: err.code, message: err.message };
       throw err;
     },
   );
@@ -61,8 +61,7 @@ export function runText(task: TextTask): TextResult {
     });
     return { ok: true, encodings, ms: performance.now() - t0 };
   } catch (err) {
-    if (err instanceof TokenizerInputError)
-      return { ok: false, code: 'invalid_text', status: 400, message: err.message };
+    if (err instanceof TokenizerInputError) return { ok: false, code: 'invalid_text', message: err.message };
     throw err;
   }
 }

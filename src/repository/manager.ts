@@ -7,7 +7,7 @@
  * Reload: the new version set is loaded and warmed first, then swapped in atomically; the old versions retire
  * (their queued requests finish, then their sessions are released).
  */
-import { ServeError } from '../observability/errors.js';
+import { ServeError, unknownModel } from '../observability/errors.js';
 import type { InferencePool } from '../runtime/pool.js';
 import type { PlacementCheck } from '../runtime/placement.js';
 import type { ExecutionDevice } from '../runtime/session.js';
@@ -156,7 +156,7 @@ export class ModelManager {
    */
   async get(name: string, version?: number): Promise<ServedModel> {
     const s = this.slots.get(name);
-    if (!s) throw new ServeError('not_found', 'unknown_model', `unknown model "${name}"`);
+    if (!s) throw unknownModel(name);
     if (version !== undefined && !s.entry.served.includes(version)) {
       throw new ServeError(
         'not_found',
@@ -203,7 +203,7 @@ export class ModelManager {
   /** Unloads every version of a model after its queued requests finish. It stays unloaded until loaded again. */
   async unload(name: string): Promise<void> {
     const s = this.slots.get(name);
-    if (!s) throw new ServeError('not_found', 'unknown_model', `unknown model "${name}"`);
+    if (!s) throw unknownModel(name);
     if (s.loading) await s.loading.catch(() => undefined);
     s.held = true;
     const old = [...s.versions.values()];

@@ -6,7 +6,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ServeError } from '../observability/errors.js';
+import { ServeError, unknownModel } from '../observability/errors.js';
 import { errorResponses } from './errors.js';
 import { modelNameParam } from './schemas.js';
 
@@ -40,7 +40,7 @@ export async function adminPlugin(app: FastifyInstance): Promise<void> {
   });
   const describe = (name: string) => {
     const s = ctx.models.status(name);
-    if (!s) throw new ServeError('not_found', 'unknown_model', `unknown model "${name}"`);
+    if (!s) throw unknownModel(name);
     return { name, served: ctx.models.entry(name)?.served ?? [], ...s };
   };
   const schema = (summary: string) => ({

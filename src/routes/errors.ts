@@ -1,10 +1,12 @@
 /**
  * Every error a request can meet, as a `ServeError` (reason, code, status): ours, the preprocessing modules'
- * typed errors, fastify's and @fastify/multipart's. Unknown errors are bugs: 500 `internal`, logged with their
- * stack, and the client sees only a generic message.
+ * typed errors (their code names the reason, src/observability/error-codes.ts), fastify's and
+ * @fastify/multipart's (their status names the reason: the HTTP layer chose it). Unknown errors are bugs: 500
+ * `internal`, logged with their stack, and the client sees only a generic message.
  */
-import { ServeError, reasonForStatus, type ErrorBody } from '../observability/errors.js';
-import { GlueInputError, UnknownGlueTaskError } from '../preprocess/glue.js';
+import { ERROR_CODES, type ErrorCode } from '../observability/error-codes.js';
+import { ServeError, errorFor, type ErrorBody } from '../observability/errors.js';
+import { GlueInputError, UnknownGlueTaskError, type GlueInputProblem } from '../preprocess/glue.js';
 import { ImageError } from '../preprocess/image-errors.js';
 import { PreprocessError } from '../preprocess/pool.js';
 import { TokenizerInputError } from '../preprocess/text/index.js';
@@ -16,7 +18,7 @@ interface FrameworkError extends Error {
   validationContext?: string;
 }
 
-const FASTIFY_CODES: Record<string, string> = {
+const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'empty_body',
@@ -32,18 +34,20 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_INVALID_MULTIPART_CONTENT_TYPE: 'not_multipart',
 };
 
+const GLUE_PROBLEM_CODES = {
+  'not-an-object': 'glue_not_an_object',
+  missing: 'glue_missing',
+  invalid: 'glue_invalid',
+  ambiguous: 'glue_ambiguous',
+  unexpected: 'glue_unexpected',
+} as const satisfies Record<GlueInputProblem, ErrorCode>;
+
 export function toServeError(err: unknown): { error: ServeError; bug: boolean } {
   if (err instanceof ServeError) return { error: err, bug: false };
   if (err instanceof ImageError || err instanceof PreprocessError) {
-    if (err.status >= 500)
-      return {
-        error: new ServeError('internal', err.code, 'model preprocessing is misconfigured', { cause: err }),
-        bug: true,
-      };
-    return {
-      error: new ServeError(reasonForStatus(err.status), err.code, err.message, { status: err.status }),
-      bug: false,
-    };
+    if (ERROR_CODES[err.code].reason === 'internal')
+      return { error: errorFor(err.code, 'model preprocessing is misconfigured', { cause: err }), bug: true };
+    return { error: errorFor(err.code, err.message), bug: false };
   }
   if (err instanceof UnknownGlueTaskError)
     return { error: new ServeError('not_found', 'unknown_task', err.message), bug: false };
@@ -51,7 +55,7 @@ export function toServeError(err: unknown): { error: ServeError; bug: boolean } 
     return {
       error: new ServeError(
         'invalid_input',
-        `glue_${err.problem.replace(/-/g, '_')}`,
+        GLUE_PROBLEM_CODES[err.problem],
         err.message,
         err.field ? { details: { field: err.field } } : {},
       ),
@@ -69,10 +73,9 @@ export function toServeError(err: unknown): { error: ServeError; bug: boolean } 
   }
   const status = fe?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    const code =
-      (fe.code && FASTIFY_CODES[fe.code]) ??
-      (fe.code ? fe.code.toLowerCase().replace(/^fst_(err_)?/, '') : 'bad_request');
-    return { error: new ServeError(reasonForStatus(status), code, fe.message, { status }), bug: false };
+    // fastify chose the status; the code (and so the reason) is the registry's name for fastify's code.
+    const code = (fe.code && FASTIFY_CODES[fe.code]) || 'bad_request';
+    return { error: errorFor(code, fe.message, { status }), bug: false };
   }
   return {
     error: new ServeError('internal', 'internal', 'internal server error', { cause: err }),
@@ -100,8 +103,10 @@ export type { ErrorBody };
 export function errorResponses(...statuses: number[]): Record<number, { $ref: string; description: string }> {
   const text: Record<number, string> = {
     400: 'invalid input',
-    401: 'missing or wrong admin token',
+    401: 'missing or wrong token',
+    403: 'model control is off (no admin token configured)',
     404: 'unknown model, version or task',
+    406: 'multipart body without a boundary',
     413: 'body, image or text too large',
     415: 'unsupported media type',
     429: 'queue full (see Retry-After)',
