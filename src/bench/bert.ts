@@ -6,10 +6,8 @@
  * latency and the ratios from per-turn paired latency ratios. Inputs: GLUE-like pairs of 40–60 tokens from the real
  * tokenizer, batch 1 and 8. Writes bench/results/bert.{json,md} and copies the Markdown to docs/bench/bert.md.
  */
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { readModelCard } from '../model/folder.js';
 import { BERT_GRAPH_REVISION } from '../convert/bert/graph.js';
@@ -18,25 +16,14 @@ import type { BertCard } from '../model/card.js';
 import { ModelSession, type Feeds } from '../runtime/session.js';
 import { BertTokenizer } from '../preprocess/text/index.js';
 import { Rng } from '../synth/random.js';
-import {
-  BenchError,
-  RESULTS_DIR,
-  latencyStats,
-  machineInfo,
-  machineMarkdown,
-  markdownTable,
-  rssMb,
-  writeReport,
-  type LatencyStats,
-  targetReport,
-} from './measure.js';
-import { BenchChild } from './child.js';
+import { latencyStats, rssMb, type LatencyStats } from './measure.js';
+import type { BenchChild } from './child.js';
+import * as harness from './harness.js';
 
 const BATCHES = [1, 8];
 /** The synthesised models `padserve bench bert --models` can run (all by default). */
 export const BERT_BENCH_VARIANTS = ['dense', 'pad', 'moe'] as const;
 export type BertBenchVariant = (typeof BERT_BENCH_VARIANTS)[number];
-const CACHE = '.cache/bench';
 
 // ---------- inputs: GLUE-like sentence pairs ----------
 
@@ -79,12 +66,13 @@ export function gluePairBatches(batch: number, count: number, seed = 1): Feeds[]
 
 // ---------- worker (one model per child process) ----------
 
-type ToWorker = { type: 'warmup' } | { type: 'run'; batch: number; iterations: number } | { type: 'exit' };
+type RunRequest = { type: 'run'; batch: number; iterations: number };
 type FromWorker =
   | { type: 'loaded'; loadMs: number; rssLoadMb: number }
   | { type: 'ready'; rssMb: number; smaps: Record<string, number> }
   | { type: 'samples'; batch: number; ms: number[] }
-  | { type: 'error'; message: string };
+  | harness.ChildError;
+type Worker = BenchChild<harness.ChildRequest<RunRequest>, FromWorker>;
 
 function smapsRollup(): Record<string, number> {
   const text = readFileSync('/proc/self/smaps_rollup', 'utf8');
@@ -134,57 +122,28 @@ export async function runWorker(dir: string, threads: number, noPrepack: boolean
   const session = await openRunner(dir, threads, noPrepack);
   send({ type: 'loaded', loadMs: performance.now() - started, rssLoadMb: rssMb() });
   const inputs = new Map(BATCHES.map((b) => [b, gluePairBatches(b, 4, 17 + b)]));
-  process.on('message', (m: ToWorker) => {
-    void (async () => {
-      if (m.type === 'exit') {
-        await session.release();
-        process.exit(0);
-      }
-      if (m.type === 'warmup') {
-        for (const feeds of inputs.values()) for (const f of feeds.slice(0, 2)) await session.run(f);
-        send({ type: 'ready', rssMb: rssMb(), smaps: smapsRollup() });
-        return;
-      }
-      const feeds = inputs.get(m.batch)!;
+  harness.answerParent<RunRequest, FromWorker>(session, {
+    async warmup() {
+      for (const feeds of inputs.values()) for (const f of feeds.slice(0, 2)) await session.run(f);
+      return { type: 'ready', rssMb: rssMb(), smaps: smapsRollup() };
+    },
+    async run({ batch, iterations }) {
+      const feeds = inputs.get(batch)!;
       const ms: number[] = [];
-      for (let i = 0; i < m.iterations; i++) {
+      for (let i = 0; i < iterations; i++) {
         const t0 = performance.now();
         await session.run(feeds[i % feeds.length]!);
         ms.push(performance.now() - t0);
       }
-      send({ type: 'samples', batch: m.batch, ms });
-    })().catch((err: unknown) => send({ type: 'error', message: String((err as Error).stack ?? err) }));
+      return { type: 'samples', batch, ms };
+    },
   });
-}
-
-/** One model's benchmark child process. */
-class Worker extends BenchChild<ToWorker, FromWorker> {
-  constructor(cli: string, dir: string, threads: number, noPrepack: boolean) {
-    const args = [
-      'bench',
-      'bert',
-      '--worker',
-      dir,
-      '--threads',
-      String(threads),
-      ...(noPrepack ? ['--no-prepack'] : []),
-    ];
-    super(cli, args, dir);
-  }
 }
 
 // ---------- parent ----------
 
-function findCli(): string {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
-    const cli = join(dir, 'bin', 'padserve.js');
-    if (existsSync(cli)) return cli;
-  }
-  throw new Error('bin/padserve.js not found above src/bench');
-}
-
 function ensureModel(cli: string, variant: string, seed: number): string {
-  const dir = join(CACHE, `bert-${variant}`);
+  const dir = join(harness.BENCH_CACHE, `bert-${variant}`);
   try {
     const card = readModelCard(dir);
     const current = card.createdBy.includes(BERT_GRAPH_REVISION);
@@ -193,13 +152,12 @@ function ensureModel(cli: string, variant: string, seed: number): string {
   } catch {
     // not there yet: synthesise it
   }
-  console.error(`synthesising ${dir} (full-size ${variant} BERT-base, seed ${seed}) ...`);
-  const r = spawnSync(
-    process.execPath,
-    [cli, 'synth', 'bert', '--task', 'mnli', '--variant', variant, '--seed', String(seed), '--out', dir],
-    { stdio: 'inherit' },
+  harness.synthesise(
+    cli,
+    dir,
+    ['bert', '--task', 'mnli', '--variant', variant, '--seed', String(seed)],
+    `full-size ${variant} BERT-base, seed ${seed}`,
   );
-  if (r.status !== 0) throw new BenchError(`synthesising ${dir} failed`);
   return dir;
 }
 
@@ -218,8 +176,6 @@ interface ModelResult {
   batches: Record<string, LatencyStats & { seqPerS: number; turnMs: number[] }>;
 }
 
-const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : NaN);
-
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2 : NaN;
@@ -237,7 +193,6 @@ function pairedRatio(a: ModelResult | undefined, b: ModelResult | undefined, bat
 }
 
 function report(results: ModelResult[], meta: Record<string, unknown>): { json: unknown; markdown: string } {
-  const machine = machineInfo();
   const by = (label: string) => results.find((r) => r.label === label);
   const rows = results.map((r) => [
     r.label,
@@ -261,43 +216,31 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
   ];
   const pad = by('pad');
   const targets = [
-    ...BATCHES.map((b) => ({
-      what: `PAD / dense throughput, batch ${b}`,
-      value: pairedRatio(pad, by('dense'), b),
-      target: '≥ 0.5',
-      ok: (v: number) => v >= 0.5,
-    })),
-    ...BATCHES.map((b) => ({
-      what: `PAD / MoE throughput, batch ${b}`,
-      value: pairedRatio(pad, by('moe'), b),
-      target: '≥ 1.2',
-      ok: (v: number) => v >= 1.2,
-    })),
-    {
-      what: 'PAD / MoE resident memory',
-      value: ratio(pad?.rssMb, by('moe')?.rssMb),
-      target: '≤ 0.65',
-      ok: (v: number) => v <= 0.65,
-    },
+    ...BATCHES.map((b) =>
+      harness.atLeast(`PAD / dense throughput, batch ${b}`, pairedRatio(pad, by('dense'), b), 0.5),
+    ),
+    ...BATCHES.map((b) =>
+      harness.atLeast(`PAD / MoE throughput, batch ${b}`, pairedRatio(pad, by('moe'), b), 1.2),
+    ),
+    harness.atMost('PAD / MoE resident memory', harness.ratio(pad?.rssMb, by('moe')?.rssMb), 0.65),
   ];
-  const checks = targetReport(targets);
-  const markdown = [
-    '# BERT-base benchmark: dense vs PAD-MoE vs fully dynamic MoE',
-    '',
-    `Generated by \`${String(meta.command)}\`. ${machineMarkdown(machine)}.`,
-    `${meta.threads} intra-op threads per model, each model in its own process. Runs are interleaved: each turn runs every model once ` +
+  return harness.composeReport({
+    title: 'BERT-base benchmark: dense vs PAD-MoE vs fully dynamic MoE',
+    command: String(meta.command),
+    method:
+      `${meta.threads} intra-op threads per model, each model in its own process. Runs are interleaved: each turn runs every model once ` +
       `(rotating order), ${meta.seconds} s and at least ${meta.minTurns} turns per batch size, so load from other work hits every model alike; ` +
       'seq/s = batch / median latency; ratios = median over turns of the paired latency ratio. ' +
       'GLUE-like sentence pairs of 40–60 tokens (real tokenizer), right-padded per batch. ' +
       'PAD-MoE: E = 8, k = 2, 50% dynamic; synthetic weights. Parameters as trained (PAD: static entries once, dynamic entries per expert); ' +
       '"weights MB" is what the graph stores. RSS after load and warm-up.',
-    '',
-    markdownTable(header, rows),
-    '',
-    ...checks.markdown,
-    'Why the memory and MoE targets are missed, and what else was measured: docs/bert-graph.md.',
-  ].join('\n');
-  return { json: { machine, ...meta, results, targets: checks.json }, markdown };
+    header,
+    rows,
+    targets,
+    footer: 'Why the memory and MoE targets are missed, and what else was measured: docs/bert-graph.md.',
+    meta,
+    results,
+  });
 }
 
 export interface BertBenchOptions {
@@ -322,7 +265,7 @@ export interface BertBenchOptions {
 
 export async function runBertBench(opts: BertBenchOptions): Promise<void> {
   const { quick, seconds, minTurns, threads, noPrepack, seed, command } = opts;
-  const cli = findCli();
+  const cli = harness.findCli();
   const models = opts.variants.map((v) => ({
     label: v as string,
     dir: ensureModel(cli, v, seed),
@@ -335,10 +278,15 @@ export async function runBertBench(opts: BertBenchOptions): Promise<void> {
   try {
     for (const m of models) {
       const card = readModelCard(m.dir) as BertCard;
-      const w = new Worker(cli, m.dir, threads, m.noPrepack);
-      workers.push(w);
-      const loaded = await w.request(null, 'loaded');
-      const ready = await w.request({ type: 'warmup' }, 'ready');
+      const noPrepackArgs = m.noPrepack ? ['--no-prepack'] : [];
+      const { child, loaded, ready } = await harness.startWarmChild<RunRequest, FromWorker>(
+        cli,
+        'bert',
+        m.dir,
+        threads,
+        noPrepackArgs,
+      );
+      workers.push(child);
       console.error(
         `${m.label}: loaded in ${(loaded.loadMs / 1000).toFixed(1)} s, RSS ${ready.rssMb.toFixed(0)} MB after warm-up`,
       );
@@ -360,12 +308,10 @@ export async function runBertBench(opts: BertBenchOptions): Promise<void> {
       const turns: number[][] = workers.map(() => []);
       const start = performance.now();
       for (let t = 0; t < minTurns || performance.now() - start < seconds * 1000; t++) {
-        // Rotate the order every turn so no model always runs right after the same neighbour.
-        for (let j = 0; j < workers.length; j++) {
-          const i = (j + t) % workers.length;
+        await harness.roundRobin(workers.length, t, async (i) => {
           const { ms } = await workers[i]!.request({ type: 'run', batch, iterations: 1 }, 'samples');
           turns[i]!.push(ms[0]!);
-        }
+        });
       }
       results.forEach((res, i) => {
         const stats = latencyStats(turns[i]!);
@@ -389,13 +335,5 @@ export async function runBertBench(opts: BertBenchOptions): Promise<void> {
     seed,
     batches: BATCHES,
   });
-  const paths = writeReport(RESULTS_DIR, name, json, markdown);
-  console.log(markdown);
-  if (name === 'bert') {
-    mkdirSync('docs/bench', { recursive: true });
-    copyFileSync(paths.md, 'docs/bench/bert.md');
-  }
-  console.error(
-    `wrote ${resolve(paths.json)}, ${resolve(paths.md)}${name === 'bert' ? ' and docs/bench/bert.md' : ''}`,
-  );
+  harness.publishReport('bert', name, json, markdown);
 }

@@ -9,29 +9,17 @@
  * intra-op thread count for all. Writes bench/results/resnet.{json,md} and copies the Markdown to
  * docs/bench/resnet.md.
  */
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { readModelCard } from '../model/folder.js';
 import { RESNET_GRAPH_VERSION } from '../convert/resnet/graph.js';
 import type { ResNetCard } from '../model/card.js';
 import { ModelSession, type Feeds } from '../runtime/session.js';
 import { calibrationImages } from '../synth/calibrate.js';
 import { Rng } from '../synth/random.js';
-import {
-  BenchError,
-  RESULTS_DIR,
-  latencyStats,
-  machineInfo,
-  machineMarkdown,
-  markdownTable,
-  rssMb,
-  writeReport,
-  type LatencyStats,
-  targetReport,
-} from './measure.js';
-import { BenchChild } from './child.js';
+import { latencyStats, rssMb, type LatencyStats } from './measure.js';
+import type { BenchChild } from './child.js';
+import * as harness from './harness.js';
 
 const BATCHES = [1, 8];
 /** The synthesised models `padserve bench resnet --models` can run (all by default). */
@@ -40,7 +28,6 @@ export type ResNetBenchVariant = (typeof RESNET_BENCH_VARIANTS)[number];
 const BUCKETED = '-bucketed';
 /** The label of the memory-only child: the bucketed PAD model with only its largest bucket graph loaded. */
 const ONE_BUCKET = 'pad-one-bucket';
-const CACHE = '.cache/bench';
 const SIZE = 224;
 
 /** Photo-like synthetic images (the synth calibration's generator), fixed seed: one feed per batch size. */
@@ -53,12 +40,13 @@ function imageBatch(batch: number, seed: number): Feeds {
 
 // ---------- worker (one model per child process) ----------
 
-type ToWorker = { type: 'warmup' } | { type: 'run'; batch: number; seconds: number } | { type: 'exit' };
+type RunRequest = { type: 'run'; batch: number; seconds: number };
 type FromWorker =
   | { type: 'loaded'; loadMs: number; rssBeforeMb: number; rssLoadMb: number }
   | { type: 'ready'; rssMb: number }
   | { type: 'samples'; batch: number; ms: number[] }
-  | { type: 'error'; message: string };
+  | harness.ChildError;
+type Worker = BenchChild<harness.ChildRequest<RunRequest>, FromWorker>;
 
 /** The child process side (`padserve bench resnet --worker DIR`): loads one model and answers run requests. */
 export async function runWorker(dir: string, threads: number, buckets?: number[]): Promise<void> {
@@ -68,60 +56,28 @@ export async function runWorker(dir: string, threads: number, buckets?: number[]
   const started = performance.now();
   const session = await ModelSession.load(dir, { intraOpThreads: threads, buckets });
   send({ type: 'loaded', loadMs: performance.now() - started, rssBeforeMb, rssLoadMb: rssMb() });
-  process.on('message', (m: ToWorker) => {
-    void (async () => {
-      if (m.type === 'exit') {
-        await session.release();
-        process.exit(0);
-      }
-      if (m.type === 'warmup') {
-        // As the server's workers do: every bucket graph warmed and timed for the planner, then each batch size.
-        await session.calibrate();
-        for (const feeds of inputs.values()) for (let i = 0; i < 2; i++) await session.run(feeds);
-        send({ type: 'ready', rssMb: rssMb() });
-        return;
-      }
-      const feeds = inputs.get(m.batch)!;
+  harness.answerParent<RunRequest, FromWorker>(session, {
+    async warmup() {
+      // As the server's workers do: every bucket graph warmed and timed for the planner, then each batch size.
+      await session.calibrate();
+      for (const feeds of inputs.values()) for (let i = 0; i < 2; i++) await session.run(feeds);
+      return { type: 'ready', rssMb: rssMb() };
+    },
+    async run({ batch, seconds }) {
+      const feeds = inputs.get(batch)!;
       const ms: number[] = [];
       const start = performance.now();
-      while (ms.length === 0 || performance.now() - start < m.seconds * 1000) {
+      while (ms.length === 0 || performance.now() - start < seconds * 1000) {
         const t0 = performance.now();
         await session.run(feeds);
         ms.push(performance.now() - t0);
       }
-      send({ type: 'samples', batch: m.batch, ms });
-    })().catch((err: unknown) => send({ type: 'error', message: String((err as Error).stack ?? err) }));
+      return { type: 'samples', batch, ms };
+    },
   });
 }
 
-/** One model's benchmark child process. */
-class Worker extends BenchChild<ToWorker, FromWorker> {
-  constructor(cli: string, dir: string, threads: number, buckets?: number[]) {
-    super(
-      cli,
-      [
-        'bench',
-        'resnet',
-        '--worker',
-        dir,
-        '--threads',
-        String(threads),
-        ...(buckets ? ['--buckets', buckets.join(',')] : []),
-      ],
-      dir,
-    );
-  }
-}
-
 // ---------- parent ----------
-
-function findCli(): string {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
-    const cli = join(dir, 'bin', 'padserve.js');
-    if (existsSync(cli)) return cli;
-  }
-  throw new Error('bin/padserve.js not found above src/bench');
-}
 
 interface SynthRecord {
   seed: number;
@@ -133,7 +89,7 @@ interface SynthRecord {
 
 /** The cached model folder for a variant, synthesised (and timed) when missing, made with another seed, or by an older graph builder. */
 function ensureModel(cli: string, label: string, seed: number): { dir: string; synth: SynthRecord | null } {
-  const dir = join(CACHE, `resnet50-${label}`);
+  const dir = join(harness.BENCH_CACHE, `resnet50-${label}`);
   const bucketed = label.endsWith(BUCKETED);
   const variant = bucketed ? label.slice(0, -BUCKETED.length) : label;
   const recordFile = `${dir}.synth.json`;
@@ -148,33 +104,13 @@ function ensureModel(cli: string, label: string, seed: number): { dir: string; s
   } catch {
     // not there yet: synthesise it
   }
-  console.error(`synthesising ${dir} (full-size ResNet-50 ${variant}, seed ${seed}) ...`);
-  const started = performance.now();
-  const r = spawnSync(
-    process.execPath,
-    [
-      cli,
-      'synth',
-      'resnet50',
-      '--variant',
-      variant,
-      '--seed',
-      String(seed),
-      '--out',
-      dir,
-      ...(bucketed ? ['--buckets', '1,2,4,8'] : []),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' },
+  const done = harness.synthesise(
+    cli,
+    dir,
+    ['resnet50', '--variant', variant, '--seed', String(seed), ...(bucketed ? ['--buckets', '1,2,4,8'] : [])],
+    `full-size ResNet-50 ${variant}, seed ${seed}`,
   );
-  if (r.status !== 0) throw new BenchError(`synthesising ${dir} failed`);
-  process.stderr.write(r.stdout);
-  const synth: SynthRecord = {
-    seed,
-    graphVersion: RESNET_GRAPH_VERSION,
-    variant,
-    seconds: (performance.now() - started) / 1000,
-    line: r.stdout.trim(),
-  };
+  const synth: SynthRecord = { seed, graphVersion: RESNET_GRAPH_VERSION, variant, ...done };
   writeFileSync(recordFile, `${JSON.stringify(synth, null, 2)}\n`);
   return { dir, synth };
 }
@@ -196,8 +132,6 @@ interface ModelResult {
   batches: Record<string, LatencyStats & { imgPerS: number; meanImgPerS: number; roundImgPerS: number[] }>;
 }
 
-const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : NaN);
-
 function graphForm(card: ResNetCard, buckets?: number[]): string {
   const all = card.graph.buckets?.map((b) => b.batch);
   if (!all) return 'batched (any batch)';
@@ -206,7 +140,6 @@ function graphForm(card: ResNetCard, buckets?: number[]): string {
 }
 
 function report(results: ModelResult[], meta: Record<string, unknown>): { json: unknown; markdown: string } {
-  const machine = machineInfo();
   const by = (label: string) => results.find((r) => r.label === label);
   const tput = (r: ModelResult | undefined, b: number) => r?.batches[`b${b}`]?.imgPerS;
   const header = [
@@ -236,53 +169,48 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
   ]);
   const pad = by('pad');
   const perForm = (form: '' | typeof BUCKETED, name: string) => [
-    ...BATCHES.map((b) => ({
-      what: `PAD / static throughput, batch ${b}, ${name}`,
-      value: ratio(tput(by(`pad${form}`), b), tput(by('static'), b)),
-      target: '≥ 0.75',
-      ok: (v: number) => v >= 0.75,
-    })),
-    ...BATCHES.map((b) => ({
-      what: `PAD / DY-Conv throughput, batch ${b}, ${name}`,
-      value: ratio(tput(by(`pad${form}`), b), tput(by(`dyconv${form}`), b)),
-      target: '≥ 0.95',
-      ok: (v: number) => v >= 0.95,
-    })),
+    ...BATCHES.map((b) =>
+      harness.atLeast(
+        `PAD / static throughput, batch ${b}, ${name}`,
+        harness.ratio(tput(by(`pad${form}`), b), tput(by('static'), b)),
+        0.75,
+      ),
+    ),
+    ...BATCHES.map((b) =>
+      harness.atLeast(
+        `PAD / DY-Conv throughput, batch ${b}, ${name}`,
+        harness.ratio(tput(by(`pad${form}`), b), tput(by(`dyconv${form}`), b)),
+        0.95,
+      ),
+    ),
   ];
   const targets = [
     ...perForm('', 'per-sample'),
     ...perForm(BUCKETED, 'bucketed'),
     ...BATCHES.map((b) => ({
       what: `PAD bucketed / per-sample throughput, batch ${b}`,
-      value: ratio(tput(by(`pad${BUCKETED}`), b), tput(pad, b)),
+      value: harness.ratio(tput(by(`pad${BUCKETED}`), b), tput(pad, b)),
       target: '(> 1 at batch 8)',
       ok: (v: number) => b === 1 || v > 1,
     })),
-    {
-      what: 'PAD / DY-Conv stored weights',
-      value: ratio(pad?.storedMb, by('dyconv')?.storedMb),
-      target: '≤ 0.6',
-      ok: (v: number) => v <= 0.6,
-    },
+    harness.atMost('PAD / DY-Conv stored weights', harness.ratio(pad?.storedMb, by('dyconv')?.storedMb), 0.6),
     {
       what: 'PAD / DY-Conv resident memory (per-sample)',
-      value: ratio(pad?.residentMb, by('dyconv')?.residentMb),
+      value: harness.ratio(pad?.residentMb, by('dyconv')?.residentMb),
       target: '(≤ 0.6)',
       ok: (v: number) => v <= 0.6,
     },
-    {
-      what: 'PAD bucketed process RSS, all buckets / largest bucket alone',
-      value: ratio(by(`pad${BUCKETED}`)?.rssMb, by(ONE_BUCKET)?.rssMb),
-      target: '≤ 1.15',
-      ok: (v: number) => v <= 1.15,
-    },
+    harness.atMost(
+      'PAD bucketed process RSS, all buckets / largest bucket alone',
+      harness.ratio(by(`pad${BUCKETED}`)?.rssMb, by(ONE_BUCKET)?.rssMb),
+      1.15,
+    ),
   ];
-  const checks = targetReport(targets);
-  const markdown = [
-    '# ResNet-50 benchmark: static vs PAD-Net vs DY-Conv',
-    '',
-    `Generated by \`npm run bench:resnet${meta.quick ? ' -- --quick' : ''}\`. ${machineMarkdown(machine)}.`,
-    `${meta.threads} intra-op threads per model, each model in its own process; ${meta.rounds} round-robin rounds of ${meta.seconds} s per model and batch size ` +
+  return harness.composeReport({
+    title: 'ResNet-50 benchmark: static vs PAD-Net vs DY-Conv',
+    command: `npm run bench:resnet${meta.quick ? ' -- --quick' : ''}`,
+    method:
+      `${meta.threads} intra-op threads per model, each model in its own process; ${meta.rounds} round-robin rounds of ${meta.seconds} s per model and batch size ` +
       '(so background load hits every model alike); 224×224 photo-like synthetic images. Full-size ResNet-50 (Bottleneck [3,4,6,3]), ' +
       'synthetic weights (seed ' +
       String(meta.seed) +
@@ -290,13 +218,13 @@ function report(results: ModelResult[], meta: Record<string, unknown>): { json: 
       '"stored values" / "weights MB": what the graph stores (BN folded; PAD: static part with the first kernel in place + 3 packed kernel deltas + int32 indices). ' +
       '"resident MB": RSS growth of the model\'s process from before session load to after warm-up. ' +
       'img/s = batch size / median run time (the mean-based figure is in the JSON); p50/p99 per run of the whole batch.',
-    '',
-    markdownTable(header, rows),
-    '',
-    ...checks.markdown,
-    'Graph forms, what else was measured and why: docs/resnet-graph.md.',
-  ].join('\n');
-  return { json: { machine, ...meta, results, targets: checks.json }, markdown };
+    header,
+    rows,
+    targets,
+    footer: 'Graph forms, what else was measured and why: docs/resnet-graph.md.',
+    meta,
+    results,
+  });
 }
 
 export interface ResNetBenchOptions {
@@ -317,8 +245,8 @@ export interface ResNetBenchOptions {
 
 export async function runResNetBench(opts: ResNetBenchOptions): Promise<void> {
   const { quick, rounds, seconds, threads, seed, name } = opts;
-  const cli = findCli();
-  mkdirSync(CACHE, { recursive: true });
+  const cli = harness.findCli();
+  mkdirSync(harness.BENCH_CACHE, { recursive: true });
   const models: { label: string; dir: string; synth: SynthRecord | null; buckets?: number[] }[] =
     opts.variants.map((v) => ({ label: v, ...ensureModel(cli, v, seed) }));
   const padModel = models.find((m) => m.label === `pad${BUCKETED}`);
@@ -335,15 +263,19 @@ export async function runResNetBench(opts: ResNetBenchOptions): Promise<void> {
   const results: ModelResult[] = [];
   const workers: Worker[] = [];
   try {
-    // One model at a time through load + warm-up, so each process's RSS is measured without the others' churn.
     for (const m of models) {
       const card = readModelCard(m.dir) as ResNetCard;
-      const w = new Worker(cli, m.dir, threads, m.buckets);
-      const loaded = await w.request(null, 'loaded');
-      const ready = await w.request({ type: 'warmup' }, 'ready');
+      const bucketArgs = m.buckets ? ['--buckets', m.buckets.join(',')] : [];
+      const { child, loaded, ready } = await harness.startWarmChild<RunRequest, FromWorker>(
+        cli,
+        'resnet',
+        m.dir,
+        threads,
+        bucketArgs,
+      );
       // The memory-only child stops after warm-up: its figure is its RSS.
-      if (m.buckets) w.stop();
-      else workers.push(w);
+      if (m.buckets) child.stop();
+      else workers.push(child);
       console.error(
         `${m.label}: loaded in ${(loaded.loadMs / 1000).toFixed(1)} s, RSS ${loaded.rssBeforeMb.toFixed(0)} → ${loaded.rssLoadMb.toFixed(0)} → ${ready.rssMb.toFixed(0)} MB`,
       );
@@ -366,15 +298,13 @@ export async function runResNetBench(opts: ResNetBenchOptions): Promise<void> {
     const samples = new Map<string, { ms: number[]; rounds: number[] }>();
     for (let r = 0; r < rounds; r++) {
       for (const batch of BATCHES) {
-        // Rotate the order every round so no model always runs right after the same neighbour.
-        for (let j = 0; j < workers.length; j++) {
-          const i = (j + r) % workers.length;
+        await harness.roundRobin(workers.length, r, async (i) => {
           const { ms } = await workers[i]!.request({ type: 'run', batch, seconds }, 'samples');
           const s = samples.get(`${i}:${batch}`) ?? { ms: [], rounds: [] };
           s.ms.push(...ms);
           s.rounds.push((batch * ms.length * 1000) / ms.reduce((a, b) => a + b, 0));
           samples.set(`${i}:${batch}`, s);
-        }
+        });
       }
       console.error(`round ${r + 1}/${rounds} done`);
     }
@@ -406,11 +336,5 @@ export async function runResNetBench(opts: ResNetBenchOptions): Promise<void> {
     synth: Object.fromEntries(models.filter((m) => m.synth).map((m) => [m.label, m.synth])),
   };
   const { json, markdown } = report(results, meta);
-  const paths = writeReport(RESULTS_DIR, name, json, markdown);
-  console.log(markdown);
-  if (name === 'resnet') {
-    mkdirSync('docs/bench', { recursive: true });
-    copyFileSync(paths.md, 'docs/bench/resnet.md');
-  }
-  console.error(`wrote ${paths.json}, ${paths.md}${name === 'resnet' ? ' and docs/bench/resnet.md' : ''}`);
+  harness.publishReport('resnet', name, json, markdown);
 }
