@@ -23,7 +23,7 @@ import { metrics, metricValue, startTestServer, writeServing, type TestServer } 
 
 const FIX = join(PADNET_FIXTURES, 'resnet-mnist');
 const SAMPLES = join(FIX, 'samples');
-const EXAMPLES = join(REPO_ROOT, 'models', 'examples');
+const EXAMPLES = join(REPO_ROOT, 'examples');
 const GOOD = 'mnist';
 const BAD = 'mnist-imagenet';
 const GOLDEN = { folder: 'golden/', min_accuracy: 0.95 };

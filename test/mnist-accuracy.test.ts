@@ -58,8 +58,8 @@ beforeAll(async () => {
   try {
     await convertCommand(join(FIX, 'model.pth.tar'), join(repo, MODEL, '1'), {
       name: MODEL,
-      preprocessFile: join(REPO_ROOT, 'models/examples/mnist-preprocess.json'),
-      labelsFile: join(REPO_ROOT, 'models/examples/mnist-labels.txt'),
+      preprocessFile: join(REPO_ROOT, 'examples/mnist-preprocess.json'),
+      labelsFile: join(REPO_ROOT, 'examples/mnist-labels.txt'),
     });
   } finally {
     console.log = log;

@@ -1,7 +1,7 @@
 /**
  * A real trained PAD-Net (the `resnet-mnist` fixture: 98.15% on its MNIST test split) served end to end with its
- * own preprocessing: converted with `--preprocess models/examples/mnist-preprocess.json --labels
- * models/examples/mnist-labels.txt`, then its 30 sample PNGs must reproduce the expected logits through
+ * own preprocessing: converted with `--preprocess examples/mnist-preprocess.json --labels
+ * examples/mnist-labels.txt`, then its 30 sample PNGs must reproduce the expected logits through
  * `padserve predict --image` and through the server (`POST /classify`, whose softmax scores give the logits back
  * up to a constant, and V2 infer on the fixture's preprocessed tensor), and `padserve eval` must score 100% on them.
  */
@@ -36,7 +36,7 @@ const bin = (f: string) => {
 const EXPECTED = bin(join(SAMPLES, 'expected_logits.bin'));
 const INPUT = bin(join(SAMPLES, 'input.bin'));
 const { atol, rtol } = fixture.tolerance;
-const EXAMPLES = join(REPO_ROOT, 'models', 'examples');
+const EXAMPLES = join(REPO_ROOT, 'examples');
 const MODEL = 'mnist';
 
 /** Largest |a − e| and whether every element is within atol + rtol·|e|. */
