@@ -302,7 +302,15 @@ export const SETTINGS = {
     env: 'PADSERVE_RETRY_AFTER_S',
     kind: 'int',
     default: 1,
-    doc: 'Seconds in the `Retry-After` header of 429 answers.',
+    doc: 'Seconds in the `Retry-After` header of 429 answers and of the 503s that clear in about a second (draining, a crashed or hung worker, a version unloaded while the request waited).',
+  }),
+  loadingRetryAfterS: s({
+    group: 'Limits',
+    flag: 'loading-retry-after-s',
+    env: 'PADSERVE_LOADING_RETRY_AFTER_S',
+    kind: 'int',
+    default: 2,
+    doc: 'Seconds in the `Retry-After` header of the 503 for a model that is loading or not loaded (a load and warm-up take seconds).',
   }),
   shutdownGraceMs: s({
     group: 'Lifecycle',

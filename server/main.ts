@@ -94,6 +94,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
   const pool = await InferencePool.start({
     size: threads.workers,
     runTimeoutMs: config.workerRunTimeoutMs,
+    retryAfterS: config.retryAfterS,
     log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
   });
   const repoDir = resolve(config.modelRepository);
@@ -116,6 +117,7 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
     loadPolicy: config.loadPolicy,
     memoryCapBytes: config.modelMemoryCapMb * 1024 * 1024,
     retryAfterS: config.retryAfterS,
+    loadingRetryAfterS: config.loadingRetryAfterS,
     observer: metrics,
     telemetrySampleEvery: config.telemetrySampleEvery,
     log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },

@@ -5,7 +5,7 @@
  * (client_cancelled); the queue settles the entry's promise for the last two itself, so a request whose client
  * has gone or whose deadline has passed never reaches the model.
  */
-import { ServeError } from '../observability/errors.js';
+import { DEFAULT_RETRY_AFTER_S, ServeError } from '../observability/errors.js';
 
 /** Time source, injectable so that tests can drive deadlines and delays by hand. Milliseconds, monotonic. */
 export interface Clock {
@@ -128,7 +128,7 @@ export class RequestQueue<P, R> {
         'queue_full',
         `${this.opts.name ? `model ${this.opts.name}` : 'the model'} is overloaded: its queue holds ${this.count} of ${this.opts.maxSize} requests, ${items.length} more asked for`,
         {
-          retryAfterS: this.opts.retryAfterS ?? 1,
+          retryAfterS: this.opts.retryAfterS ?? DEFAULT_RETRY_AFTER_S,
           details: { queue_size: this.count, max_queue_size: this.opts.maxSize },
         },
       );

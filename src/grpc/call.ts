@@ -100,7 +100,7 @@ export function tracked<Req, Res>(
           'draining',
           'shutting_down',
           'the server is shutting down; retry on another replica',
-          { retryAfterS: 1 },
+          { retryAfterS: ctx.limits.retryAfterS },
         );
     } catch (err) {
       ctx.metrics.observeRequest(route, 'none', (err as ServeError).reason, 0);

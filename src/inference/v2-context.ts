@@ -12,7 +12,7 @@ export interface InferenceContext {
   models: ModelManager;
   metrics: Metrics;
   preprocess: PreprocessPool;
-  limits: { maxBodyBytes: number; maxTextChars: number; maxPairsPerRequest: number };
+  limits: { maxBodyBytes: number; maxTextChars: number; maxPairsPerRequest: number; retryAfterS: number };
   lifecycle: { draining: boolean };
   /** padserve's version (server metadata). */
   version: string;

@@ -193,7 +193,7 @@ export async function inferV2(
     const target = model.current();
     if (version !== undefined && target.version !== model.version) {
       throw new ServeError('not_ready', 'model_not_ready', `model ${name} version ${version} was unloaded`, {
-        retryAfterS: 1,
+        retryAfterS: ctx.limits.retryAfterS,
       });
     }
     const results = await target.infer(rows, { deadline, signal: track.signal, priority });

@@ -65,6 +65,14 @@ export function isServeError(e: unknown): e is ServeError {
   return e instanceof ServeError;
 }
 
+/**
+ * Default seconds of `Retry-After` on 429 and on 503s that clear in about a second (draining, a failed worker,
+ * a version unloaded mid-request): `--retry-after-s`.
+ */
+export const DEFAULT_RETRY_AFTER_S = 1;
+/** Default seconds of `Retry-After` while a model loads or is not loaded (a load takes seconds): `--loading-retry-after-s`. */
+export const DEFAULT_LOADING_RETRY_AFTER_S = 2;
+
 /** A ServeError from its code alone: the reason (and status) come from the registry. */
 export function errorFor(code: ErrorCode, message: string, opts: ServeErrorOptions = {}): ServeError {
   return new ServeError(ERROR_CODES[code].reason, code as never, message, opts);

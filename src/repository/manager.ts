@@ -7,7 +7,7 @@
  * Reload: the new version set is loaded and warmed first, then swapped in atomically; the old versions retire
  * (their queued requests finish, then their sessions are released).
  */
-import { ServeError, unknownModel } from '../observability/errors.js';
+import { DEFAULT_LOADING_RETRY_AFTER_S, ServeError, unknownModel } from '../observability/errors.js';
 import type { InferencePool } from '../runtime/pool.js';
 import type { PlacementCheck } from '../runtime/placement.js';
 import type { ExecutionDevice } from '../runtime/session.js';
@@ -41,7 +41,10 @@ export interface ManagerOptions {
   loadPolicy: LoadPolicy;
   /** Lazy policy: unload least recently used idle models to stay under this many bytes (0 = no cap). */
   memoryCapBytes: number;
+  /** Seconds of `Retry-After` on 429 / draining / worker 503s (`--retry-after-s`). */
   retryAfterS: number;
+  /** Seconds of `Retry-After` while a model loads or is not loaded (`--loading-retry-after-s`; default 2). */
+  loadingRetryAfterS?: number;
   observer: ModelObserver;
   log: ManagerLogger;
   /** Telemetry sampling: every Nth batch per model version fetches the telemetry output (0 / absent: off). */
@@ -65,6 +68,10 @@ export class ModelManager {
   private closing = false;
 
   constructor(private readonly opts: ManagerOptions) {}
+
+  private get loadingRetryAfterS(): number {
+    return this.opts.loadingRetryAfterS ?? DEFAULT_LOADING_RETRY_AFTER_S;
+  }
 
   get policy(): LoadPolicy {
     return this.opts.loadPolicy;
@@ -165,18 +172,24 @@ export class ModelManager {
       );
     }
     if (this.closing)
-      throw new ServeError('draining', 'shutting_down', 'the server is shutting down', { retryAfterS: 1 });
+      throw new ServeError('draining', 'shutting_down', 'the server is shutting down', {
+        retryAfterS: this.opts.retryAfterS,
+      });
     const pick = () => (version !== undefined ? s.versions.get(version) : this.loaded(name).at(-1));
     let m = pick();
     if (!m && this.opts.loadPolicy === 'lazy' && !s.held) {
       await this.load(name);
       m = pick();
     } else if (!m && s.loading) {
-      throw new ServeError('not_ready', 'model_loading', `model ${name} is loading`, { retryAfterS: 2 });
+      throw new ServeError('not_ready', 'model_loading', `model ${name} is loading`, {
+        retryAfterS: this.loadingRetryAfterS,
+      });
     }
     if (!m) {
       const why = s.error ? `failed to load: ${s.error}` : s.held ? 'unloaded' : 'not loaded';
-      throw new ServeError('not_ready', 'model_not_ready', `model ${name} is ${why}`, { retryAfterS: 2 });
+      throw new ServeError('not_ready', 'model_not_ready', `model ${name} is ${why}`, {
+        retryAfterS: this.loadingRetryAfterS,
+      });
     }
     return m;
   }

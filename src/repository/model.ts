@@ -250,7 +250,7 @@ export class ServedModel {
           'not_ready',
           'model_not_ready',
           `model ${this.name} version ${this.version} is ${this.state}`,
-          { retryAfterS: 1 },
+          { retryAfterS: this.args.retryAfterS },
         ),
       );
     }
@@ -286,7 +286,7 @@ export class ServedModel {
         'not_ready',
         'model_unloaded',
         `model ${this.name} version ${this.version} was unloaded`,
-        { retryAfterS: 1 },
+        { retryAfterS: this.args.retryAfterS },
       ),
     );
     await this.release();

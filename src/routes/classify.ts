@@ -133,10 +133,18 @@ export function imageModelName(ctx: ServerContext, asked: string | undefined): s
   return first;
 }
 
+/**
+ * Multipart limits beyond the body size. The route reads one image (field `image`, else the first file) and two
+ * short fields (`top_k`, `model`); the slack lets clients add a stray file or field (curl -F's extra parts) without
+ * letting a body fan out into many buffered parts. A field value is a number or a model name (at most 128
+ * characters, src/repository/scan.ts), so 1 KiB is ample. Beyond any: 413 `too_many_*` (docs/errors.md).
+ */
+const MULTIPART_LIMITS = { files: 4, fields: 8, parts: 12, fieldSize: 1024 } as const;
+
 export async function classifyPlugin(app: FastifyInstance): Promise<void> {
   const ctx = app.padserve;
   await app.register(multipart, {
-    limits: { fileSize: ctx.limits.maxBodyBytes, files: 4, fields: 8, parts: 12, fieldSize: 1024 },
+    limits: { fileSize: ctx.limits.maxBodyBytes, ...MULTIPART_LIMITS },
     throwFileSizeLimit: true,
   });
   app.addContentTypeParser(

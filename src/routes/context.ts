@@ -16,7 +16,7 @@ export interface RouteLimits {
   maxTextChars: number;
   maxPairsPerRequest: number;
   defaultImageModel: string;
-  /** Seconds in the `Retry-After` header of 429 answers. */
+  /** Seconds in the `Retry-After` header of 429 and 503 answers (`--retry-after-s`). */
   retryAfterS: number;
 }
 

@@ -62,7 +62,7 @@ async function hooks(app: FastifyInstance): Promise<void> {
         'draining',
         'shutting_down',
         'the server is shutting down; retry on another replica',
-        { retryAfterS: 1 },
+        { retryAfterS: ctx.limits.retryAfterS },
       );
     }
     const track = new RequestTrack(

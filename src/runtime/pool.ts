@@ -9,7 +9,7 @@
  * than `runTimeoutMs` is treated as a hung worker: the worker is terminated and replaced the same way.
  */
 import type { Worker } from 'node:worker_threads';
-import { ServeError } from '../observability/errors.js';
+import { DEFAULT_RETRY_AFTER_S, ServeError } from '../observability/errors.js';
 import type { ExecutionDevice, Feeds } from './session.js';
 import type { HostTensor } from '../tensor.js';
 import { startWorker } from '../threads.js';
@@ -27,7 +27,20 @@ export interface PoolOptions {
   /** A run longer than this means a hung worker (terminated and replaced). */
   runTimeoutMs: number;
   log: PoolLogger;
+  /** Seconds of `Retry-After` on the 503 of a crashed or hung worker (`--retry-after-s`). */
+  retryAfterS?: number;
 }
+
+/**
+ * Restart policy of a worker that exits. A worker that had come online is replaced at once (a crash is one bad
+ * batch, not a broken worker). One that exits again before coming online waits `RESTART_BACKOFF_BASE_MS * 2^n`
+ * (400 ms, 800 ms, ... capped at `RESTART_BACKOFF_MAX_MS`), and after `MAX_FAILED_STARTS` such starts in a row
+ * (~12 s of retrying: the model files or the native runtime are broken, not a transient fault) it is given up and
+ * its requests fail with `worker_exited`, so a crash loop costs a handful of loads, not the CPU forever.
+ */
+export const MAX_FAILED_STARTS = 5;
+export const RESTART_BACKOFF_BASE_MS = 200;
+export const RESTART_BACKOFF_MAX_MS = 10_000;
 
 export interface InstanceSpec {
   /** Unique per instance: `<model>/<version>#<instance>`. */
@@ -272,7 +285,7 @@ export class InferencePool {
       'worker_failed',
       'worker_crashed',
       `inference worker ${slot.index} stopped (exit code ${code}); retry the request`,
-      { retryAfterS: 1 },
+      { retryAfterS: this.opts.retryAfterS ?? DEFAULT_RETRY_AFTER_S },
     );
     for (const p of slot.pending.values()) {
       if (p.timer) clearTimeout(p.timer);
@@ -283,13 +296,15 @@ export class InferencePool {
     slot.ready = Promise.reject(err);
     slot.ready.catch(() => undefined);
     const failedStarts = slot.online ? 0 : slot.failedStarts + 1;
-    if (failedStarts > 5) {
+    if (failedStarts > MAX_FAILED_STARTS) {
       this.opts.log.error(
         `inference worker ${slot.index} failed to start ${failedStarts} times in a row; giving up on it`,
       );
       return;
     }
-    const delay = failedStarts ? Math.min(10_000, 200 * 2 ** failedStarts) : 0;
+    const delay = failedStarts
+      ? Math.min(RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_BASE_MS * 2 ** failedStarts)
+      : 0;
     this.opts.log.error(
       `inference worker ${slot.index} exited with code ${code}; starting a replacement in ${delay} ms (${slot.specs.size} instances to reload)`,
     );
@@ -318,7 +333,7 @@ export class InferencePool {
               'worker_failed',
               'inference_timeout',
               `inference took longer than ${timeoutMs} ms; the worker is restarted`,
-              { retryAfterS: 1 },
+              { retryAfterS: this.opts.retryAfterS ?? DEFAULT_RETRY_AFTER_S },
             ),
           );
           this.opts.log.error(`inference worker ${slot.index}: run exceeded ${timeoutMs} ms, terminating it`);
