@@ -50,11 +50,6 @@ function cpuSeconds(start: NodeJS.CpuUsage): number {
   return (d.user + d.system) / 1e6;
 }
 
-export async function runClosed(opts: ClosedOptions): Promise<RawRun> {
-  const [raw] = await runClosedWindow([opts], { warmupS: 0, durationS: opts.durationS });
-  return raw!;
-}
-
 export interface Window {
   /** Seconds of load before the measurement window opens (the pipeline fills: steady state). */
   warmupS: number;

@@ -12,10 +12,6 @@ export function exponential(random: Random, mean: number): number {
   return -Math.log(1 - Math.min(u, 1 - 2 ** -32)) * mean;
 }
 
-export function randomInt(random: Random, lo: number, hi: number): number {
-  return lo + Math.floor(random() * (hi - lo + 1));
-}
-
 export function pick<T>(random: Random, items: readonly T[]): T {
   if (!items.length) throw new Error('pick from an empty list');
   return items[Math.floor(random() * items.length)]!;

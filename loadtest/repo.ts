@@ -94,10 +94,6 @@ export function useTinyModels(on: boolean): void {
   tinyModels = on;
 }
 
-export function tinyModelsOn(): boolean {
-  return tinyModels;
-}
-
 export function convertArgs(s: ModelSource, out: string): string[] {
   const fixtures = join(FIXTURES_DIR, 'padnet');
   const src =

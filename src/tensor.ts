@@ -12,8 +12,6 @@ export interface TensorDataMap {
   bool: Uint8Array;
 }
 
-export type TensorData = TensorDataMap[DType];
-
 export interface HostTensor<D extends DType = DType> {
   readonly dtype: D;
   readonly shape: readonly number[];

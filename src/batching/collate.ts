@@ -28,10 +28,6 @@ export type RowOutputs = Record<string, { shape: number[]; data: Float32Array }>
 
 export type BatchFeeds = Record<string, HostTensor>;
 
-export function rowLength(row: Row): number {
-  return row.kind === 'tokens' ? row.ids.length : 1;
-}
-
 /** Stacks image rows into the model's pixel input [n, ...rowShape] (rowShape: e.g. [3, 224, 224]). */
 export function collateImages(
   rows: readonly ImageRow[],

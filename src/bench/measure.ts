@@ -41,27 +41,6 @@ export function latencyStats(samplesMs: readonly number[]): LatencyStats {
   };
 }
 
-/**
- * Times `fn` after `warmup` calls until both `minIterations` and `minSeconds` are reached (or `maxSeconds`).
- */
-export async function timeIt(
-  fn: () => Promise<unknown>,
-  opts: { warmup?: number; minIterations?: number; minSeconds?: number; maxSeconds?: number } = {},
-): Promise<LatencyStats> {
-  const { warmup = 2, minIterations = 5, minSeconds = 3, maxSeconds = 60 } = opts;
-  for (let i = 0; i < warmup; i++) await fn();
-  const samples: number[] = [];
-  const start = performance.now();
-  for (;;) {
-    const t0 = performance.now();
-    await fn();
-    samples.push(performance.now() - t0);
-    const elapsed = (performance.now() - start) / 1000;
-    if ((samples.length >= minIterations && elapsed >= minSeconds) || elapsed >= maxSeconds) break;
-  }
-  return latencyStats(samples);
-}
-
 export function rssMb(): number {
   return process.memoryUsage.rss() / 2 ** 20;
 }

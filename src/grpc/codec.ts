@@ -85,13 +85,6 @@ export function parameterMap(params: Record<string, InferParameter> | undefined)
   return out;
 }
 
-/** A JSON value as an InferParameter (response parameters). */
-export function toParameter(v: unknown): InferParameter {
-  if (typeof v === 'boolean') return { bool_param: v };
-  if (typeof v === 'number') return Number.isSafeInteger(v) ? { int64_param: v } : { double_param: v };
-  return { string_param: String(v) };
-}
-
 function shapeOf(t: InferInputTensor): number[] {
   // int64 dims arrive as decimal strings; anything that is not a safe integer fails checkShape's checks.
   return t.shape.map((d: Int64) => {

@@ -18,7 +18,6 @@ import {
 } from './card.js';
 
 export const CARD_FILE = 'config.json';
-export const GRAPH_FILE = 'model.onnx';
 
 /** A card before the graph is written: the writer fills `graph` in. */
 export type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;

@@ -26,20 +26,6 @@ export const STORAGE_CLASS: Record<DType, string> = {
   bool: 'BoolStorage',
 };
 
-/** Storage element sizes by class name (for raw tensors of other types, e.g. HalfStorage). */
-export const STORAGE_ELEMENT_SIZE: Record<string, number> = {
-  FloatStorage: 4,
-  DoubleStorage: 8,
-  HalfStorage: 2,
-  BFloat16Storage: 2,
-  LongStorage: 8,
-  IntStorage: 4,
-  ShortStorage: 2,
-  CharStorage: 1,
-  ByteStorage: 1,
-  BoolStorage: 1,
-};
-
 /** Protocol-2 pickle writer; methods write one Python object each, memoized like CPython's Pickler. */
 export class Pickler {
   private readonly chunks: number[] = [];

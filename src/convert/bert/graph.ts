@@ -31,7 +31,6 @@ const ONNX_FLOAT = 1;
 const ONNX_BOOL = 9;
 const ATTENTION_MASK_VALUE = -10000;
 
-export const BERT_INPUTS = ['input_ids', 'attention_mask', 'token_type_ids'] as const;
 /**
  * Optional output of graphs with PAD-MoE / MoE linears: float32 [batch, linears, experts], per sequence and
  * linear (forward order) the number of real (attention_mask = 1) tokens routed to each expert, every top-k

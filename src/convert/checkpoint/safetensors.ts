@@ -16,13 +16,6 @@ export const STORED_SIZE: Record<StoredDType, number> = {
   F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
 };
 
-/** What a stored type is returned as. */
-export function hostDType(s: StoredDType): 'float32' | 'int64' | 'uint8' {
-  if (s[0] === 'F' || s === 'BF16') return 'float32';
-  if (s === 'U8' || s === 'BOOL') return 'uint8';
-  return 'int64';
-}
-
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** `bytes` itself if it may be adopted and is aligned, else an aligned copy (an ArrayBuffer of its own). */

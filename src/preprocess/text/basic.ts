@@ -196,10 +196,3 @@ export function basicTokenize(text: string, out: string[] = []): string[] {
   endWord(n);
   return out;
 }
-
-/** Class form of {@link basicTokenize} (uncased BERT: lower-casing and accent stripping always on). */
-export class BasicTokenizer {
-  tokenize(text: string): string[] {
-    return basicTokenize(text);
-  }
-}

@@ -1,45 +1,16 @@
 /** BERT uncased text preprocessing: vocab, BasicTokenizer, WordPiece, pair encoding and batching to tensors. */
 export {
   BertVocab,
-  VocabError,
   loadBertVocab,
   defaultBertVocabPath,
-  convertBertTokenizerVocab,
   generateBertVocabFromPackage,
-  BERT_UNCASED_VOCAB_SIZE,
   BERT_UNCASED_VOCAB_MD5,
-  BERT_SPECIAL_TOKENS,
   PAD_ID,
   UNK_ID,
   CLS_ID,
   SEP_ID,
   MASK_ID,
-  PAD_TOKEN,
-  UNK_TOKEN,
-  CLS_TOKEN,
-  SEP_TOKEN,
-  MASK_TOKEN,
-  type LoadVocabOptions,
 } from './vocab.js';
-export {
-  BasicTokenizer,
-  basicTokenize,
-  isChineseChar,
-  isControl,
-  isPunctuation,
-  isWhitespace,
-} from './basic.js';
-export { WordPiece, type WordPieceOptions } from './wordpiece.js';
-export {
-  BertTokenizer,
-  TokenizerInputError,
-  DEFAULT_MAX_LENGTH,
-  padBatch,
-  truncatedLengths,
-  type Encoding,
-  type EncodeOptions,
-  type EncodedBatch,
-  type TextPair,
-  type TokenizerOptions,
-  type Truncation,
-} from './encode.js';
+export { basicTokenize, isChineseChar, isControl, isPunctuation, isWhitespace } from './basic.js';
+export { WordPiece } from './wordpiece.js';
+export { BertTokenizer, TokenizerInputError, padBatch, truncatedLengths, type Truncation } from './encode.js';
