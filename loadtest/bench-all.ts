@@ -50,7 +50,7 @@ import { LoadtestError } from './url.js';
 import { classifyRequests, glueRequestSpecs } from './workloads.js';
 import type { ServerTarget } from './server.js';
 import type { RequestSpec } from './closed.js';
-import type { GlueTaskName } from '../src/preprocess/glue.js';
+import type { GlueTaskName } from '../src/preprocess/glue-tasks.js';
 
 /** GLUE tasks of the traffic sweeps: MNLI only in the quick run (one full-size BERT per server on 2 cores). */
 export function glueTasks(quick: boolean): GlueTaskName[] {

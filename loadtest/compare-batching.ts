@@ -10,7 +10,7 @@ import type { ServerTarget } from './server.js';
 import type { LoadtestReport, Series } from './types.js';
 import { classifyRequests, glueRequestSpecs, primeOrThrow } from './workloads.js';
 import { mainSpec, pointAt, ratio, type CompareOptions } from './configs.js';
-import type { GlueTaskName } from '../src/preprocess/glue.js';
+import type { GlueTaskName } from '../src/preprocess/glue-tasks.js';
 
 /** classify and glue sweeps on one server, labelled with its configuration. */
 export async function classifyAndGlueSweeps(

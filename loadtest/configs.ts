@@ -2,7 +2,7 @@
  * The server configurations the comparisons start, and what they share: options, the saturating concurrency,
  * finding a point of a series by its load.
  */
-import type { GlueTaskName } from '../src/preprocess/glue.js';
+import type { GlueTaskName } from '../src/preprocess/glue-tasks.js';
 import { bertModel, resnetModel, type BertVariant, type ResnetVariant } from './repo.js';
 import type { ServerSpec } from './run-server.js';
 import type { Log, Timing } from './sweep.js';

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { GlueTaskName } from '../src/preprocess/glue.js';
+import type { GlueTaskName } from '../src/preprocess/glue-tasks.js';
 import { compareBatching } from './compare-batching.js';
 import { compareModels } from './compare-models.js';
 import { compareOverhead } from './compare-overhead.js';

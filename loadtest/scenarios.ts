@@ -2,7 +2,7 @@
  * The traffic scenarios against one server: `classify`, `glue`, `mixed` (closed-loop sweeps, or open-loop points
  * with `--rate`) and `rate` (the highest Poisson rate within 3× the unloaded latency).
  */
-import type { GlueTaskName } from '../src/preprocess/glue.js';
+import type { GlueTaskName } from '../src/preprocess/glue-tasks.js';
 import type { RequestSpec } from './closed.js';
 import type { Arrivals } from './random.js';
 import { maxRateUnderBound } from './rate-search.js';

@@ -4,7 +4,7 @@
  * ~11, SST-2 ~19, STS-B ~10, RTE premises ~43) and a 5% long tail (up to ~3×) so that every length bucket of the
  * batcher is exercised. Deterministic for a seed.
  */
-import { GLUE_TASKS, GLUE_TASK_NAMES, type GlueTaskName } from '../src/preprocess/glue.js';
+import { GLUE_TASKS, GLUE_TASK_NAMES, type GlueTaskName } from '../src/preprocess/glue-tasks.js';
 import { normal, pick, seededRandom, type Random } from './random.js';
 
 const WORDS = `the a an of to in and that is was for on with as by at from it he she they we you this his her

@@ -7,7 +7,7 @@ import type { RequestSpec } from './closed.js';
 import { loadImageSet, multipartBody, multipartContentType, smallImage, type ImageFile } from './images.js';
 import { glueRequests, isGlueTask, wordsOf } from './text.js';
 import { LoadtestError } from './url.js';
-import type { GlueTaskName } from '../src/preprocess/glue.js';
+import type { GlueTaskName } from '../src/preprocess/glue-tasks.js';
 
 export const DEFAULT_GLUE_TASKS: readonly GlueTaskName[] = ['mnli', 'qqp', 'sst2', 'stsb'];
 

@@ -8,7 +8,7 @@ import swagger from '@fastify/swagger';
 import type { ServerConfig } from './config.js';
 import { loggerOptions, requestId } from '../src/observability/logging.js';
 import type { Metrics } from '../src/observability/metrics.js';
-import type { PreprocessPool } from '../src/preprocess/pool.js';
+import type { PreprocessPool } from '../src/preprocess/preprocess-pool.js';
 import type { ModelManager } from '../src/repository/manager.js';
 import type { Lifecycle, ServerContext } from '../src/routes/context.js';
 import { capConnections, hooksPlugin } from '../src/routes/hooks.js';

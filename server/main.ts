@@ -13,9 +13,9 @@ import { loadConfig, type ServerConfig } from './config.js';
 import { buildApp } from './app.js';
 import { synthBuilders } from './default-builders.js';
 import { Metrics } from '../src/observability/metrics.js';
-import { plainLogger } from '../src/observability/logging.js';
-import { PreprocessPool } from '../src/preprocess/pool.js';
-import { InferencePool } from '../src/runtime/pool.js';
+import { DeferredLogger } from '../src/observability/logging.js';
+import { PreprocessPool } from '../src/preprocess/preprocess-pool.js';
+import { InferencePool } from '../src/runtime/inference-pool.js';
 import { planThreads } from '../src/threads.js';
 import { ModelManager } from '../src/repository/manager.js';
 import { ensureDefaultModels, type DefaultBuilders } from '../src/repository/defaults.js';
@@ -85,17 +85,13 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
     inlineTextChars: config.inlineTokenizeMaxChars,
     maxQueue: config.maxPreprocessQueue,
   });
-  // The pool needs a logger before the app exists: a console one until fastify's is there.
-  let log = {
-    info: (m: string) => console.error(m),
-    warn: (m: string) => console.error(m),
-    error: (m: string) => console.error(m),
-  };
+  // The pool needs a logger before the app exists: stderr until fastify's is there.
+  const log = new DeferredLogger();
   const pool = await InferencePool.start({
     size: threads.workers,
     runTimeoutMs: config.workerRunTimeoutMs,
     retryAfterS: config.retryAfterS,
-    log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+    log,
   });
   const repoDir = resolve(config.modelRepository);
   const models = new ModelManager({
@@ -120,11 +116,11 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
     loadingRetryAfterS: config.loadingRetryAfterS,
     observer: metrics,
     telemetrySampleEvery: config.telemetrySampleEvery,
-    log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+    log,
   });
   const version = packageVersion();
   const app = await buildApp({ config, models, preprocess, metrics, version, lifecycle });
-  log = plainLogger(app.log);
+  log.use(app.log);
   app.log.info(
     { threads, device: config.device, repository: repoDir, loadPolicy: config.loadPolicy },
     `padserve ${version}: ${threads.workers} inference worker(s) × ${threads.intraOpThreads} intra-op thread(s), ${threads.preprocessWorkers} preprocessing worker(s) on ${threads.cores} cores${threads.oversubscribed ? ' (oversubscribed: workers × threads > cores)' : ''}`,

@@ -8,7 +8,7 @@ import {
   parseGlueTaskName,
   UnknownGlueTaskError,
   type GlueTaskName,
-} from '../src/preprocess/glue.js';
+} from '../src/preprocess/glue-tasks.js';
 
 function inputError(fn: () => unknown): GlueInputError {
   try {

@@ -18,7 +18,7 @@ import {
   probeFeeds,
   summarizePlacement,
 } from '../src/runtime/placement.js';
-import { InferencePool } from '../src/runtime/pool.js';
+import { InferencePool } from '../src/runtime/inference-pool.js';
 import { ModelSession } from '../src/runtime/session.js';
 import { PADNET_FIXTURES } from './support/paths.js';
 import { fixtureRepository, startTestServer, TEXT_MODEL } from './support/server.js';

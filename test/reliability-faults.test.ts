@@ -1,6 +1,6 @@
 /**
  * Faults on a real server (real worker threads, real process): a model whose worker crashes mid-run, a model
- * whose worker hangs (test-only fault hook `PADSERVE_TEST_FAULTS`, see src/runtime/worker.ts), and a new model
+ * whose worker hangs (test-only fault hook `PADSERVE_TEST_FAULTS`, see src/runtime/inference-worker.ts), and a new model
  * version whose file is corrupt. Asserted: the failing requests get a retryable 503 with a code, the worker is
  * replaced, the process and the other models keep serving, and a failed load leaves the previous version serving.
  * (Pool-level crash/hang unit tests: test/server-runtime.test.ts.)

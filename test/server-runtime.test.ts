@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InferencePool } from '../src/runtime/pool.js';
+import { InferencePool } from '../src/runtime/inference-pool.js';
 import { ModelSession } from '../src/runtime/session.js';
 import { fixtureRepository, IMAGE_MODEL, type FixtureRepo } from './support/server.js';
 

@@ -1,6 +1,6 @@
 /** `padserve synth bert`: full-size PAD-MoE BERT (or its dense / fully dynamic MoE baselines) with seeded weights. */
 import { CliError, Progress, floatOption, intOption, parse } from './args.js';
-import { GLUE_TASK_NAMES, parseGlueTaskName } from '../preprocess/glue.js';
+import { GLUE_TASK_NAMES, parseGlueTaskName } from '../preprocess/glue-tasks.js';
 import { MOE_STRATEGIES, type MoeStrategy } from '../convert/bert/moe.js';
 import {
   BERT_BASE,

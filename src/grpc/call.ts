@@ -15,13 +15,9 @@ import type { Outcome } from '../observability/metrics.js';
 import { bearerMatches } from '../routes/admin.js';
 import { finish, RequestTrack, type ServerContext } from '../routes/context.js';
 import { grpcError } from './status.js';
+import type { Logger } from '../observability/logging.js';
 
 export const SERVICE = '/inference.GRPCInferenceService';
-
-/** The part of fastify's logger the calls use (bugs are logged with their stack, as HTTP's handler does). */
-export interface CallLogger {
-  error(obj: object, msg: string): void;
-}
 
 export type Handler<Req, Res> = (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res> | Res;
 
@@ -31,7 +27,8 @@ function metadataToken(call: grpc.ServerUnaryCall<unknown, unknown>): string | u
 }
 
 /** A unary handler whose thrown errors become gRPC statuses. */
-export function unary<Req, Res>(log: CallLogger, handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+/** Bugs are logged with their stack (`{ err }`), as HTTP's handler does. */
+export function unary<Req, Res>(log: Logger, handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     Promise.resolve()
       .then(() => handler(call.request, call))

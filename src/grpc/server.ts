@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ServerContext } from '../routes/context.js';
-import type { CallLogger } from './call.js';
+import type { Logger } from '../observability/logging.js';
 import { inferenceService } from './service.js';
 
 /** Next to this module in src/ and in dist/ (the build copies the .proto beside the compiled files). */
@@ -47,7 +47,7 @@ export interface GrpcOptions {
   port: number;
   /** Largest request message (the HTTP body limit); larger ones get RESOURCE_EXHAUSTED from grpc-js. */
   maxMessageBytes: number;
-  log: CallLogger;
+  log: Logger;
 }
 
 export interface GrpcListener {

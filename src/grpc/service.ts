@@ -7,7 +7,8 @@ import type * as grpc from '@grpc/grpc-js';
 import { invalidInput } from '../observability/errors.js';
 import { inferV2, maxElements } from '../inference/v2-infer.js';
 import type { ServerContext } from '../routes/context.js';
-import { adminOnly, tracked, unary, type CallLogger } from './call.js';
+import type { Logger } from '../observability/logging.js';
+import { adminOnly, tracked, unary } from './call.js';
 import { decodeGrpcInputs, encodeOutputs, parameterMap } from './codec.js';
 import type { ModelInferRequest, ModelInferResponse, NameVersion } from './messages.js';
 import * as v2 from './v2-adapter.js';
@@ -26,7 +27,7 @@ function modelName(name: string): string {
   return name;
 }
 
-export function inferenceService(ctx: ServerContext, log: CallLogger): grpc.UntypedServiceImplementation {
+export function inferenceService(ctx: ServerContext, log: Logger): grpc.UntypedServiceImplementation {
   const infer = tracked<ModelInferRequest, ModelInferResponse>(ctx, 'ModelInfer', async (req, track) => {
     const name = modelName(req.model_name);
     const version = versionOf(req.model_version);

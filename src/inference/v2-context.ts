@@ -5,7 +5,7 @@
  */
 import type { EntryResult } from '../batching/queue.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { PreprocessPool } from '../preprocess/pool.js';
+import type { PreprocessPool } from '../preprocess/preprocess-pool.js';
 import type { ModelManager } from '../repository/manager.js';
 
 export interface InferenceContext {

@@ -19,11 +19,41 @@ export function loggerOptions(level: string): { level: string; redact: string[] 
   return { level, redact: ['req.headers.authorization'] };
 }
 
-/** The subset of a logger the worker pool and model manager use, over pino's API. */
-export function plainLogger(log: { info(m: string): void; warn(m: string): void; error(m: string): void }) {
-  return {
-    info: (m: string) => log.info(m),
-    warn: (m: string) => log.warn(m),
-    error: (m: string) => log.error(m),
+/**
+ * The logger the worker pool, the model manager and the gRPC calls take (fastify's pino logger is one): message
+ * lines at three levels; `error` also takes pino's fields first (`{ err }` logs a bug's stack).
+ */
+export interface Logger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(fieldsOrMsg: object | string, msg?: string): void;
+}
+
+/**
+ * A logger whose target comes later: the pools and the model manager need one before the app (and fastify's
+ * logger) exists, so it writes to stderr until `use(app.log)`.
+ */
+export class DeferredLogger implements Logger {
+  private target: Logger = {
+    info: (m) => console.error(m),
+    warn: (m) => console.error(m),
+    error: (a, m) => (typeof a === 'string' ? console.error(a) : console.error(m ?? '', a)),
   };
+
+  use(target: Logger): void {
+    this.target = target;
+  }
+
+  info(msg: string): void {
+    this.target.info(msg);
+  }
+
+  warn(msg: string): void {
+    this.target.warn(msg);
+  }
+
+  error(fieldsOrMsg: object | string, msg?: string): void {
+    if (msg === undefined) this.target.error(fieldsOrMsg);
+    else this.target.error(fieldsOrMsg, msg);
+  }
 }

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CARD_FILE } from '../model/folder.js';
 import { SERVING_FILE } from './serving.js';
-import { GLUE_TASK_NAMES } from '../preprocess/glue.js';
+import { GLUE_TASK_NAMES } from '../preprocess/glue-tasks.js';
 
 export const DEFAULT_IMAGE_MODEL = 'resnet50-pad';
 /** Every GLUE task gets a default model. */

@@ -8,7 +8,7 @@
  * (their queued requests finish, then their sessions are released).
  */
 import { DEFAULT_LOADING_RETRY_AFTER_S, ServeError, unknownModel } from '../observability/errors.js';
-import type { InferencePool } from '../runtime/pool.js';
+import type { InferencePool } from '../runtime/inference-pool.js';
 import type { PlacementCheck } from '../runtime/placement.js';
 import type { ExecutionDevice } from '../runtime/session.js';
 import {
@@ -21,14 +21,9 @@ import {
 import { scanModel, scanRepository, type ModelEntry } from './scan.js';
 import { checkGolden, GoldenError } from './golden.js';
 import type { ServingDefaults } from './serving.js';
+import type { Logger } from '../observability/logging.js';
 
 export type LoadPolicy = 'all' | 'lazy';
-
-export interface ManagerLogger {
-  info(msg: string): void;
-  warn(msg: string): void;
-  error(msg: string): void;
-}
 
 export interface ManagerOptions {
   repoDir: string;
@@ -46,12 +41,12 @@ export interface ManagerOptions {
   /** Seconds of `Retry-After` while a model loads or is not loaded (`--loading-retry-after-s`; default 2). */
   loadingRetryAfterS?: number;
   observer: ModelObserver;
-  log: ManagerLogger;
+  log: Logger;
   /** Telemetry sampling: every Nth batch per model version fetches the telemetry output (0 / absent: off). */
   telemetrySampleEvery?: number;
 }
 
-interface Slot {
+interface ModelSlot {
   entry: ModelEntry;
   /** Served versions, ready to take requests. */
   versions: Map<number, ServedModel>;
@@ -63,7 +58,7 @@ interface Slot {
 }
 
 export class ModelManager {
-  private readonly slots = new Map<string, Slot>();
+  private readonly slots = new Map<string, ModelSlot>();
   private started = false;
   private closing = false;
 
@@ -237,7 +232,7 @@ export class ModelManager {
     this.closing = true;
   }
 
-  private discover(name: string): Slot {
+  private discover(name: string): ModelSlot {
     const problems: string[] = [];
     const entry = scanModel(this.opts.repoDir, name, this.opts.defaults, problems);
     if (!entry)
@@ -246,12 +241,12 @@ export class ModelManager {
         'unknown_model',
         `unknown model "${name}"${problems.length ? `: ${problems.join('; ')}` : ''}`,
       );
-    const s: Slot = { entry, versions: new Map(), loading: null, error: null, held: false };
+    const s: ModelSlot = { entry, versions: new Map(), loading: null, error: null, held: false };
     this.slots.set(name, s);
     return s;
   }
 
-  private async doLoad(s: Slot): Promise<void> {
+  private async doLoad(s: ModelSlot): Promise<void> {
     const name = s.entry.name;
     const problems: string[] = [];
     const entry = scanModel(this.opts.repoDir, name, this.opts.defaults, problems);
@@ -382,6 +377,6 @@ export class ModelManager {
   }
 }
 
-function lastUsed(s: Slot): number {
+function lastUsed(s: ModelSlot): number {
   return Math.max(0, ...[...s.versions.values()].map((m) => m.lastUsed));
 }

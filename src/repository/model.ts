@@ -19,7 +19,7 @@ import type { EntryResult, SubmitOptions } from '../batching/queue.js';
 import type { ModelCard, TelemetrySpec } from '../model/card.js';
 import { ServeError } from '../observability/errors.js';
 import type { BatchEvent, ModelState } from '../observability/events.js';
-import type { InferencePool, InstanceHandle } from '../runtime/pool.js';
+import type { InferencePool, InstanceHandle } from '../runtime/inference-pool.js';
 import type { PlacementCheck } from '../runtime/placement.js';
 import type { ExecutionDevice } from '../runtime/session.js';
 import type { HostTensor } from '../tensor.js';
@@ -49,7 +49,7 @@ export interface LoadArgs {
   shareWeights: boolean;
   pool: InferencePool;
   device: ExecutionDevice;
-  /** When the load profiles a probe run for node placement (pool.ts `InstanceSpec.placementCheck`). */
+  /** When the load profiles a probe run for node placement (inference-pool.ts `InstanceSpec.placementCheck`). */
   placementCheck?: PlacementCheck;
   intraOpThreads: number;
   retryAfterS: number;

@@ -8,7 +8,7 @@ import multipart from '@fastify/multipart';
 import { softmax, topK } from '../model/decode.js';
 import { invalidInput, ServeError } from '../observability/errors.js';
 import type { ServedModel } from '../repository/model.js';
-import { isQueueFull } from '../preprocess/pool.js';
+import { isQueueFull } from '../preprocess/preprocess-pool.js';
 import { trackOf, type ServerContext } from './context.js';
 import { errorResponses } from './errors.js';
 import { timingSchema } from './schemas.js';

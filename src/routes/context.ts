@@ -7,7 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { EntryResult } from '../batching/queue.js';
 import { ServeError, type FailureReason } from '../observability/errors.js';
 import type { Metrics, Outcome } from '../observability/metrics.js';
-import type { PreprocessPool } from '../preprocess/pool.js';
+import type { PreprocessPool } from '../preprocess/preprocess-pool.js';
 import type { ModelManager } from '../repository/manager.js';
 
 export interface RouteLimits {
@@ -73,11 +73,6 @@ export class RequestTrack {
     readonly priority = 0,
   ) {}
 
-  /** What the batcher needs to queue this request's rows. */
-  get submit(): { deadline: number; signal: AbortSignal; priority: number } {
-    return { deadline: this.deadline, signal: this.signal, priority: this.priority };
-  }
-
   get signal(): AbortSignal {
     return this.controller.signal;
   }
@@ -89,16 +84,6 @@ export class RequestTrack {
       this.inferenceMs = Math.max(this.inferenceMs, r.inferenceMs);
       this.batchSize = Math.max(this.batchSize, r.batchSize);
     }
-  }
-
-  /** Throws if the deadline already passed (checked between phases, before queueing). */
-  checkDeadline(): void {
-    if (performance.now() >= this.deadline)
-      throw new ServeError(
-        'deadline_exceeded',
-        'deadline_exceeded',
-        'deadline exceeded before the request was queued',
-      );
   }
 
   timing(): {

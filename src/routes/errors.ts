@@ -6,9 +6,9 @@
  */
 import { ERROR_CODES, type ErrorCode } from '../observability/error-codes.js';
 import { ServeError, errorFor, type ErrorBody } from '../observability/errors.js';
-import { GlueInputError, UnknownGlueTaskError, type GlueInputProblem } from '../preprocess/glue.js';
+import { GlueInputError, UnknownGlueTaskError, type GlueInputProblem } from '../preprocess/glue-tasks.js';
 import { ImageError } from '../preprocess/image-errors.js';
-import { PreprocessError } from '../preprocess/pool.js';
+import { PreprocessError } from '../preprocess/preprocess-pool.js';
 import { TokenizerInputError } from '../preprocess/text/index.js';
 
 interface FrameworkError extends Error {

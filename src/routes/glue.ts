@@ -14,7 +14,7 @@ import {
   parseGlueTaskName,
   type GlueTaskName,
   type GlueTexts,
-} from '../preprocess/glue.js';
+} from '../preprocess/glue-tasks.js';
 import type { ModelCard } from '../model/card.js';
 import { checkText, tokenRow } from '../inference/text.js';
 import { trackOf, type ServerContext } from './context.js';

@@ -14,7 +14,7 @@
 import { Rng } from './random.js';
 import { floatTensor, type FloatTensor, type HostTensor } from '../tensor.js';
 import type { BertConfigJson } from '../convert/bert/spec.js';
-import { getGlueTask } from '../preprocess/glue.js';
+import { getGlueTask } from '../preprocess/glue-tasks.js';
 import { basename, join, resolve } from 'node:path';
 import { convertBertTensors, writeBertFolder } from '../convert/bert/command.js';
 import type { MoeStrategy } from '../convert/bert/moe.js';

@@ -8,8 +8,8 @@
 import { Piscina } from 'piscina';
 import type { ImagePreprocessSpec } from '../model/card.js';
 import { piscinaEntry } from '../threads.js';
-import type { ImageResult, PreprocessFailure, PreprocessTask, TextResult } from './worker.js';
-import { runText } from './worker.js';
+import type { ImageResult, PreprocessFailure, PreprocessTask, TextResult } from './preprocess-worker.js';
+import { runText } from './preprocess-worker.js';
 
 export class PreprocessError extends Error {
   override name = 'PreprocessError';
@@ -45,7 +45,7 @@ export class PreprocessPool {
   private pendingImages = 0;
 
   constructor(private readonly opts: PreprocessPoolOptions) {
-    const entry = piscinaEntry(import.meta.url, 'worker');
+    const entry = piscinaEntry(import.meta.url, 'preprocess-worker');
     this.pool = new Piscina({
       filename: entry.filename,
       execArgv: entry.execArgv,

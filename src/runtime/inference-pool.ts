@@ -13,20 +13,15 @@ import { DEFAULT_RETRY_AFTER_S, ServeError } from '../observability/errors.js';
 import type { ExecutionDevice, Feeds } from './session.js';
 import type { HostTensor } from '../tensor.js';
 import { startWorker } from '../threads.js';
-import type { WorkerReply, WorkerRequest } from './worker.js';
+import type { WorkerReply, WorkerRequest } from './inference-worker.js';
 import { placementLine, placementWarning, type PlacementCheck, type PlacementSummary } from './placement.js';
-
-export interface PoolLogger {
-  info(msg: string): void;
-  warn(msg: string): void;
-  error(msg: string): void;
-}
+import type { Logger } from '../observability/logging.js';
 
 export interface PoolOptions {
   size: number;
   /** A run longer than this means a hung worker (terminated and replaced). */
   runTimeoutMs: number;
-  log: PoolLogger;
+  log: Logger;
   /** Seconds of `Retry-After` on the 503 of a crashed or hung worker (`--retry-after-s`). */
   retryAfterS?: number;
 }
@@ -74,7 +69,7 @@ interface Pending {
   op: WorkerRequest['op'];
 }
 
-interface Slot {
+interface WorkerSlot {
   index: number;
   worker: Worker;
   pending: Map<number, Pending>;
@@ -117,7 +112,7 @@ export class InstanceHandle {
 let nextMessageId = 1;
 
 export class InferencePool {
-  private readonly slots: Slot[] = [];
+  private readonly slots: WorkerSlot[] = [];
   private readonly logged = new Set<string>();
   private closing = false;
 
@@ -224,9 +219,9 @@ export class InferencePool {
     specs = new Map<string, InstanceSpec>(),
     weightBytes = 0,
     failedStarts = 0,
-  ): Slot {
-    const worker = startWorker(import.meta.url, 'worker', { name: `padserve-inference-${index}` });
-    const slot: Slot = {
+  ): WorkerSlot {
+    const worker = startWorker(import.meta.url, 'inference-worker', { name: `padserve-inference-${index}` });
+    const slot: WorkerSlot = {
       index,
       worker,
       pending: new Map(),
@@ -273,14 +268,14 @@ export class InferencePool {
   }
 
   /** Loads the slot's instances (after a restart) one by one. */
-  private async restore(slot: Slot): Promise<void> {
+  private async restore(slot: WorkerSlot): Promise<void> {
     for (const spec of slot.specs.values()) {
       await this.call(slot, loadRequest(spec), 0);
       this.opts.log.info(`inference worker ${slot.index}: reloaded ${spec.key} after a restart`);
     }
   }
 
-  private onExit(slot: Slot, code: number): void {
+  private onExit(slot: WorkerSlot, code: number): void {
     const err = new ServeError(
       'worker_failed',
       'worker_crashed',
@@ -317,7 +312,7 @@ export class InferencePool {
   }
 
   private call(
-    slot: Slot,
+    slot: WorkerSlot,
     msg: Outgoing,
     timeoutMs: number,
     transfer: ArrayBuffer[] = [],
