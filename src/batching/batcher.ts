@@ -81,6 +81,11 @@ export class Batcher<P, R> {
     return this.queue.maxSize;
   }
 
+  /** Refuses (the queue's own 429 `queue_full`) when `rows` more would not fit in the queue now. */
+  admit(rows: number): void {
+    this.queue.checkRoom(rows);
+  }
+
   /** Batches running now. */
   get inFlight(): number {
     return this.running;

@@ -114,6 +114,23 @@ export class RequestQueue<P, R> {
   }
 
   /**
+   * Throws the queue's `rejected_queue_full` error (HTTP 429) when `n` more rows would not fit now: `push` checks
+   * it, and a caller may ask first, before it spends work on rows it could not queue (an image decode).
+   */
+  checkRoom(n: number): void {
+    if (this.count + n <= this.opts.maxSize) return;
+    throw new ServeError(
+      'rejected_queue_full',
+      'queue_full',
+      `${this.opts.name ? `model ${this.opts.name}` : 'the model'} is overloaded: its queue holds ${this.count} of ${this.opts.maxSize} requests, ${n} more asked for`,
+      {
+        retryAfterS: this.opts.retryAfterS ?? DEFAULT_RETRY_AFTER_S,
+        details: { queue_size: this.count, max_queue_size: this.opts.maxSize },
+      },
+    );
+  }
+
+  /**
    * Enqueues all items or none: when the queue cannot hold them all, throws a `rejected_queue_full` error
    * (HTTP 429) immediately. Throws `deadline_exceeded` if the deadline has already passed and
    * `client_cancelled` if the signal is already aborted.
@@ -122,17 +139,7 @@ export class RequestQueue<P, R> {
     if (opts.signal?.aborted) throw cancelledError(this.opts.name);
     const now = this.clock.now();
     if (opts.deadline <= now) throw expiredError(this.opts.name);
-    if (this.count + items.length > this.opts.maxSize) {
-      throw new ServeError(
-        'rejected_queue_full',
-        'queue_full',
-        `${this.opts.name ? `model ${this.opts.name}` : 'the model'} is overloaded: its queue holds ${this.count} of ${this.opts.maxSize} requests, ${items.length} more asked for`,
-        {
-          retryAfterS: this.opts.retryAfterS ?? DEFAULT_RETRY_AFTER_S,
-          details: { queue_size: this.count, max_queue_size: this.opts.maxSize },
-        },
-      );
-    }
+    this.checkRoom(items.length);
     const priority = opts.priority ?? 0;
     const level = this.level(priority);
     const entries = items.map(

@@ -23,8 +23,10 @@
  *   `classification` (top-k as "value:index:label") and `binary_data`; per input `binary_data_size`.
  * - Inference statistics (Triton's statistics extension, v2-models.ts `modelStatistics`) are recorded here.
  */
-import type { Row } from '../batching/collate.js';
-import { invalidInput, ServeError } from '../observability/errors.js';
+import type { ModelCard } from '../model/card.js';
+import { invalidInput } from '../observability/errors.js';
+import { familyOf } from '../repository/family.js';
+import { runTask } from './task.js';
 import type { InferenceContext, InferTrack } from './v2-context.js';
 import type { DecodedTensor, V2OutputTensor } from './v2-codec.js';
 import { imageRows, tensorTokenRows, textRows } from './v2-rows.js';
@@ -164,67 +166,54 @@ export async function inferV2(
   const { priority, deadline, classification } = checkParameters(req, track, started);
   if (!Array.isArray(req.inputs) || req.inputs.length === 0)
     throw invalidInput('invalid_request', 'a request needs at least one input');
-  const model = await ctx.models.get(name, version);
-  track.model = name;
   const stats = ctx.metrics.statistics;
-  try {
-    const card = model.card;
-    const known = card.outputs.map((o) => o.name);
-    for (const o of req.outputs ?? [])
-      if (!known.includes(o.name))
-        throw invalidInput('unknown_output', `unknown output ${o.name} (outputs: ${known.join(', ')})`);
-
-    const t0 = performance.now();
-    const maxRows = ctx.limits.maxPairsPerRequest;
-    const inputs = req.inputs;
-    let rows: Row[];
-    if (card.family !== 'bert') rows = imageRows(card, inputs, maxRows);
-    else if (inputs.some((t) => t.datatype === 'BYTES')) rows = await textRows(ctx, model, inputs, maxRows);
-    else rows = tensorTokenRows(model, inputs, maxRows);
-    track.preprocessMs += performance.now() - t0;
-    if (performance.now() >= deadline)
-      throw new ServeError(
-        'deadline_exceeded',
-        'deadline_exceeded',
-        'deadline exceeded before the request was queued',
-      );
-
-    // A version swapped out by a reload hands over to its successor, unless the client asked for this version.
-    const target = model.current();
-    if (version !== undefined && target.version !== model.version) {
-      throw new ServeError('not_ready', 'model_not_ready', `model ${name} version ${version} was unloaded`, {
-        retryAfterS: ctx.limits.retryAfterS,
-      });
-    }
-    const results = await target.infer(rows, { deadline, signal: track.signal, priority });
-    track.absorb(results);
-
-    const t1 = performance.now();
-    const names = req.outputs?.length ? req.outputs.map((o) => o.name) : known;
-    const outputs: V2OutputTensor[] = names.map((n) => {
-      const first = results[0]!.value[n]!;
-      const width = first.data.length;
-      const data = new Float32Array(width * results.length);
-      results.forEach((r, i) => data.set(r.value[n]!.data, i * width));
-      const tensor = { name: n, datatype: 'FP32' as const, shape: [results.length, ...first.shape], data };
-      const k = classification.get(n);
-      return k === undefined ? tensor : classify(n, tensor, k, card.labels);
-    });
-    track.postprocessMs = performance.now() - t1;
-    stats.success(name, target.version, rows.length, performance.now() - started, {
-      queueMs: Math.max(0, ...results.map((r) => r.queueMs)),
-      inputMs: track.preprocessMs,
-      inferMs: Math.max(0, ...results.map((r) => r.inferenceMs)),
-      outputMs: track.postprocessMs,
-    });
-    return {
-      model_name: name,
-      model_version: String(target.version),
-      ...(req.id !== undefined ? { id: req.id } : {}),
-      outputs,
-    };
-  } catch (err) {
-    stats.failure(name, model.version, performance.now() - started);
-    throw err;
-  }
+  const maxRows = ctx.limits.maxPairsPerRequest;
+  let card!: ModelCard; // the resolved version's: its outputs and labels answer the request
+  const { target, results, answer } = await runTask(
+    ctx,
+    track,
+    {
+      name,
+      version,
+      schedule: { deadline, priority },
+      accept(m) {
+        card = m.card;
+        const known = card.outputs.map((o) => o.name);
+        for (const o of req.outputs ?? [])
+          if (!known.includes(o.name))
+            throw invalidInput('unknown_output', `unknown output ${o.name} (outputs: ${known.join(', ')})`);
+      },
+      rows(m) {
+        const inputs = req.inputs;
+        if (familyOf(m.card).rowKind === 'image') return imageRows(m.card, inputs, maxRows);
+        if (inputs.some((t) => t.datatype === 'BYTES')) return textRows(ctx, m, inputs, maxRows);
+        return tensorTokenRows(m, inputs, maxRows);
+      },
+      decode(_target, rs) {
+        const names = req.outputs?.length ? req.outputs.map((o) => o.name) : card.outputs.map((o) => o.name);
+        return names.map((n): V2OutputTensor => {
+          const first = rs[0]!.value[n]!;
+          const width = first.data.length;
+          const data = new Float32Array(width * rs.length);
+          rs.forEach((r, i) => data.set(r.value[n]!.data, i * width));
+          const tensor = { name: n, datatype: 'FP32' as const, shape: [rs.length, ...first.shape], data };
+          const k = classification.get(n);
+          return k === undefined ? tensor : classify(n, tensor, k, card.labels);
+        });
+      },
+    },
+    (m) => stats.failure(name, m.version, performance.now() - started),
+  );
+  stats.success(name, target.version, results.length, performance.now() - started, {
+    queueMs: Math.max(0, ...results.map((r) => r.queueMs)),
+    inputMs: track.preprocessMs,
+    inferMs: Math.max(0, ...results.map((r) => r.inferenceMs)),
+    outputMs: track.postprocessMs,
+  });
+  return {
+    model_name: name,
+    model_version: String(target.version),
+    ...(req.id !== undefined ? { id: req.id } : {}),
+    outputs: answer,
+  };
 }

@@ -32,12 +32,30 @@ export function rows(t: FloatTensor): Float32Array[] {
 
 export type RowAnswer = { predictions: Prediction[]; logits: number[] } | { score: number };
 
+/** Whether a model's head is a regression (one score per row) rather than a classifier over `card.labels`. */
+export function isRegression(card: ModelCard): boolean {
+  return card.family === 'bert' && card.problemType === 'regression';
+}
+
 /** One answer per batch row: a regression head gives its score, a classifier its top-k labels. */
 export function decodeRows(card: ModelCard, logits: FloatTensor, k: number): RowAnswer[] {
-  const regression = card.family === 'bert' && card.problemType === 'regression';
+  const regression = isRegression(card);
   return rows(logits).map((row) =>
     regression
       ? { score: row[0]! }
       : { predictions: topK(softmax(row), k, card.labels), logits: Array.from(row) },
   );
+}
+
+export type LabelAnswer = { label: string; probabilities: Record<string, number> } | { score: number };
+
+/** One row's answer as the task routes give it: label + probabilities for a classifier, score for a regression. */
+export function labelAnswer(card: ModelCard, logits: Float32Array): LabelAnswer {
+  if (isRegression(card)) return { score: logits[0]! };
+  const probs = softmax(logits);
+  let best = 0;
+  for (let i = 1; i < probs.length; i++) if (probs[i]! > probs[best]!) best = i;
+  const probabilities: Record<string, number> = {};
+  probs.forEach((p, i) => (probabilities[card.labels[i] ?? String(i)] = p));
+  return { label: card.labels[best] ?? String(best), probabilities };
 }

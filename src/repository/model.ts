@@ -4,17 +4,8 @@
  * version takes no new requests (the manager routes them to its successor) but finishes what it has queued.
  */
 import { Batcher } from '../batching/batcher.js';
-import {
-  collateImages,
-  collateTokens,
-  splitRows,
-  transferList,
-  type ImageRow,
-  type Row,
-  type RowOutputs,
-  type TokenRow,
-} from '../batching/collate.js';
-import { CountPolicy, TokenBudgetPolicy, type BatchPolicy } from '../batching/policy.js';
+import { splitRows, transferList, type Row, type RowOutputs } from '../batching/collate.js';
+import { TokenBudgetPolicy, type BatchPolicy } from '../batching/policy.js';
 import type { EntryResult, SubmitOptions } from '../batching/queue.js';
 import type { ModelCard, TelemetrySpec } from '../model/card.js';
 import { ServeError } from '../observability/errors.js';
@@ -25,6 +16,7 @@ import type { ExecutionDevice } from '../runtime/session.js';
 import type { HostTensor } from '../tensor.js';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import { familyOf } from './family.js';
 import type { ServingConfig, WeightsMode } from './serving.js';
 
 export interface ModelObserver {
@@ -95,32 +87,18 @@ export function sharesWeights(
   return instances > 1 || file.links > 1 || (uses.get(file.id) ?? 0) > 1;
 }
 
-/** The longest token sequence a text model takes (its tokenizer's max length, within its position table). */
+/** The longest token sequence a text model takes (its tokenizer's max length, within its position table); 0 else. */
 export function maxSequenceLength(card: ModelCard): number {
-  if (card.family !== 'bert') return 0;
-  return Math.min(card.tokenizer.maxLength, card.architecture.maxPositions);
+  return familyOf(card).maxLength(card);
 }
 
 /** An image model's input without the batch axis, symbolic sizes taken from its preprocessing (e.g. [3, 224, 224]). */
 export function imageRowShape(card: ModelCard): number[] {
-  if (card.family !== 'resnet') return [];
-  const spec = card.inputs[0]!;
-  return spec.shape.slice(1).map((d, i) => (typeof d === 'number' ? d : i === 0 ? 3 : card.preprocess.size));
+  return familyOf(card).rowShape(card);
 }
 
 export function policyFor(card: ModelCard, serving: ServingConfig): BatchPolicy {
-  if (card.family !== 'bert')
-    return new CountPolicy(
-      serving.max_batch_size,
-      card.graph.buckets?.map((b) => b.batch),
-    );
-  const maxLen = maxSequenceLength(card);
-  const buckets = [...serving.length_buckets.filter((b) => b < maxLen), maxLen];
-  return new TokenBudgetPolicy({
-    maxBatchSize: serving.max_batch_size,
-    maxBatchTokens: Math.max(serving.max_batch_tokens, maxLen),
-    buckets,
-  });
+  return familyOf(card).policy(card, serving);
 }
 
 export class ServedModel {
@@ -237,9 +215,17 @@ export class ServedModel {
    * reload is not refused.
    */
   current(): ServedModel {
-    if (this.state === 'ready' || !this.successor || this.successor.card.family !== this.card.family)
+    if (this.state === 'ready' || !this.successor || familyOf(this.successor.card) !== familyOf(this.card))
       return this;
     return this.successor.current();
+  }
+
+  /**
+   * Refuses at once (429 `queue_full`, the queue's own error) when `rows` more rows would not fit in the queue:
+   * a request asks before it spends work on its rows.
+   */
+  admit(rows: number): void {
+    this.batcher.admit(rows);
   }
 
   /** Queues the rows of one request; resolves with one result per row, in order. */
@@ -254,7 +240,7 @@ export class ServedModel {
         ),
       );
     }
-    const want = this.card.family === 'bert' ? 'tokens' : 'image';
+    const want = familyOf(this.card).rowKind;
     if (rows.some((r) => r.kind !== want))
       throw new ServeError('invalid_input', 'wrong_input_kind', `model ${this.name} takes ${want} inputs`);
     this.lastUsed = Date.now();
@@ -309,10 +295,7 @@ export class ServedModel {
     warmup = false,
   ): Promise<RowOutputs[]> {
     const card = this.args.card;
-    const feeds =
-      card.family === 'bert'
-        ? collateTokens(rows as TokenRow[], padded, card.inputs)
-        : collateImages(rows as ImageRow[], card.inputs[0]!.name, this.rowShape);
+    const feeds = familyOf(card).collate(card, rows, padded, this.rowShape);
     const telemetry = warmup ? undefined : this.sampleTelemetry(h);
     const fetch = telemetry
       ? [...h.outputNames.filter((n) => n !== telemetry.output), telemetry.output]
@@ -348,7 +331,8 @@ export class ServedModel {
   private async warm(): Promise<void> {
     for (const h of this.instances) {
       for (const s of warmupShapes(this.policy, this.args.serving.warmup, this.args.card.graph.maxRunBatch)) {
-        await this.execute(h, warmupRows(this.args.card, s.rows, s.length), s.length, true);
+        const card = this.args.card;
+        await this.execute(h, familyOf(card).warmupRows(card, s.rows, s.length), s.length, true);
       }
     }
   }
@@ -369,25 +353,4 @@ export function warmupShapes(
     shapes = shapes.filter((s) => (s.rows & (s.rows - 1)) === 0 || s.rows === maxRows.get(s.length));
   if (mode === 'buckets') shapes = shapes.filter((s) => s.rows === 1);
   return shapes;
-}
-
-function warmupRows(card: ModelCard, rows: number, length: number): Row[] {
-  if (card.family === 'bert') {
-    return Array.from({ length: rows }, () => {
-      const ids = new BigInt64Array(length).fill(1996n);
-      ids[0] = 101n;
-      ids[length - 1] = 102n;
-      return {
-        kind: 'tokens',
-        ids,
-        mask: new BigInt64Array(length).fill(1n),
-        types: new BigInt64Array(length),
-      } satisfies TokenRow;
-    });
-  }
-  const plane = imageRowShape(card).reduce((a, b) => a * b, 1);
-  return Array.from(
-    { length: rows },
-    () => ({ kind: 'image', data: new Float32Array(plane) }) satisfies ImageRow,
-  );
 }

@@ -1,14 +1,12 @@
 /**
  * `POST /classify`: an image as a multipart file (field `image`, or the first file) or as a raw `image/*` body;
- * `top_k` and `model` from the query string or multipart fields. Preprocessing follows the model card (in the
- * preprocessing pool), inference goes through the model's micro-batcher.
+ * `top_k` and `model` from the query string or multipart fields. The route parses the upload and shapes the
+ * answer; the image task (src/inference/image-task.ts) preprocesses, batches and decodes.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
-import { softmax, topK } from '../model/decode.js';
+import { classifyImage } from '../inference/image-task.js';
 import { invalidInput, ServeError } from '../observability/errors.js';
-import type { ServedModel } from '../repository/model.js';
-import { isQueueFull } from '../preprocess/preprocess-pool.js';
 import { trackOf, type ServerContext } from './context.js';
 import { errorResponses } from './errors.js';
 import { timingSchema } from './schemas.js';
@@ -179,60 +177,12 @@ export async function classifyPlugin(app: FastifyInstance): Promise<void> {
       const { bytes, fields } = await readUpload(req);
       const k = topKFrom(req.query, fields);
       const name = imageModelName(ctx, fields.model ?? req.query.model);
-      const model: ServedModel = await ctx.models.get(name);
-      track.model = name;
-      const card = model.card;
-      if (card.family !== 'resnet')
-        throw invalidInput(
-          'not_an_image_model',
-          `model ${name} is a ${card.family} model; /classify needs an image model`,
-        );
-
-      // Admission: a model whose queue is already full refuses at once, before the image costs a decode.
-      const queue = model.current().batcher;
-      if (queue.depth >= queue.maxDepth)
-        throw new ServeError(
-          'rejected_queue_full',
-          'queue_full',
-          `model ${name} is overloaded: its queue holds ${queue.depth} of ${queue.maxDepth} requests`,
-          { retryAfterS: ctx.limits.retryAfterS },
-        );
-
-      const t0 = performance.now();
-      let data: Float32Array;
-      try {
-        // The request's signal: a client that goes away takes its image out of the preprocessing queue.
-        ({ data } = await ctx.preprocess.image(bytes, card.preprocess, track.signal));
-      } catch (err) {
-        if (isQueueFull(err))
-          throw new ServeError(
-            'rejected_queue_full',
-            'queue_full',
-            'the image preprocessing queue is full; retry later',
-            { retryAfterS: ctx.limits.retryAfterS },
-          );
-        if (track.signal.aborted)
-          throw new ServeError('client_cancelled', 'client_cancelled', 'the client went away', {
-            cause: err,
-          });
-        throw err;
-      }
-      track.preprocessMs = performance.now() - t0;
-      track.checkDeadline();
-
-      const target = model.current();
-      const results = await target.infer([{ kind: 'image', data }], track.submit);
-      track.absorb(results);
-
-      const t1 = performance.now();
-      const logits = results[0]!.value[card.outputs[0]!.name]!.data;
-      const predictions = topK(softmax(logits), k, card.labels);
-      track.postprocessMs = performance.now() - t1;
+      const { target, answer } = await classifyImage(ctx, { model: name, bytes, topK: k }, track);
       return {
         model: name,
         version: String(target.version),
-        source: card.source.kind,
-        predictions,
+        source: target.card.source.kind,
+        predictions: answer,
         timing: track.timing(),
       };
     },

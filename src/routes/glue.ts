@@ -1,10 +1,10 @@
 /**
  * `POST /glue/:task`: one sentence (pair) under the GLUE field names or their aliases, or `{"pairs": [...]}`
  * (objects with the same fields, `[a, b]` arrays, or strings for single-sentence tasks) up to the configured
- * maximum. Tokenised server-side; each pair is its own row in the model's token-budget batcher.
+ * maximum. The route parses the GLUE fields and shapes the answer; the text task (src/inference/text-task.ts)
+ * checks, tokenises, batches (each pair its own row in the token-budget batcher) and decodes.
  */
 import type { FastifyInstance } from 'fastify';
-import { softmax } from '../model/decode.js';
 import { invalidInput, ServeError } from '../observability/errors.js';
 import {
   extractGlueTexts,
@@ -15,8 +15,7 @@ import {
   type GlueTaskName,
   type GlueTexts,
 } from '../preprocess/glue-tasks.js';
-import type { ModelCard } from '../model/card.js';
-import { checkText, tokenRow } from '../inference/text.js';
+import { runTextTask } from '../inference/text-task.js';
 import { trackOf, type ServerContext } from './context.js';
 import { errorResponses } from './errors.js';
 import { timingSchema } from './schemas.js';
@@ -73,20 +72,6 @@ function pairItem(task: GlueTaskName, item: unknown, i: number): GlueTexts {
     if (err instanceof Error) err.message = `pairs[${i}]: ${err.message}`;
     throw err;
   }
-}
-
-/** One row's answer: label + probabilities for a classifier, score for a regression head. */
-export function answer(
-  card: ModelCard,
-  logits: Float32Array,
-): { label?: string; probabilities?: Record<string, number>; score?: number } {
-  if (card.family === 'bert' && card.problemType === 'regression') return { score: logits[0]! };
-  const probs = softmax(logits);
-  let best = 0;
-  for (let i = 1; i < probs.length; i++) if (probs[i]! > probs[best]!) best = i;
-  const probabilities: Record<string, number> = {};
-  probs.forEach((p, i) => (probabilities[card.labels[i] ?? String(i)] = p));
-  return { label: card.labels[best] ?? String(best), probabilities };
 }
 
 function strictBody(body: unknown): void {
@@ -195,38 +180,19 @@ export async function gluePlugin(app: FastifyInstance): Promise<void> {
           throw invalidInput('ambiguous_body', 'give either "pairs" or the sentence fields, not both');
         texts = pairs.map((p, i) => pairItem(task, p, i));
       } else texts = [extractGlueTexts(task, fields)];
-      texts.forEach((t, i) => {
-        const where = pairs ? `pairs[${i}]` : 'text';
-        checkText(t.textA, ctx.limits.maxTextChars, where);
-        if (t.textB !== null) checkText(t.textB, ctx.limits.maxTextChars, where);
-      });
 
-      const model = await ctx.models.get(name);
-      track.model = name;
-      const t0 = performance.now();
-      const { encodings } = await ctx.preprocess.text(
-        texts.map((t) => ({ a: t.textA, b: t.textB })),
-        model.maxLength,
+      const { target, answer } = await runTextTask(
+        ctx,
+        {
+          model: name,
+          pairs: texts.map((t, i) => ({ a: t.textA, b: t.textB, where: pairs ? `pairs[${i}]` : 'text' })),
+        },
+        track,
       );
-      track.preprocessMs = performance.now() - t0;
-      track.checkDeadline();
-
-      const target = model.current();
-      const results = await target.infer(
-        encodings.map((e) => tokenRow(e.ids, e.types)),
-        track.submit,
-      );
-      track.absorb(results);
-
-      const t1 = performance.now();
-      const card = target.card;
-      const out = card.outputs[0]!.name;
-      const answers = results.map((r) => answer(card, r.value[out]!.data));
-      track.postprocessMs = performance.now() - t1;
-      const head = { model: name, version: String(target.version), source: card.source.kind, task };
+      const head = { model: name, version: String(target.version), source: target.card.source.kind, task };
       return pairs !== undefined
-        ? { ...head, results: answers, timing: track.timing() }
-        : { ...head, ...answers[0], timing: track.timing() };
+        ? { ...head, results: answer, timing: track.timing() }
+        : { ...head, ...answer[0], timing: track.timing() };
     },
   );
 }

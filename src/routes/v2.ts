@@ -26,6 +26,7 @@ import {
   serverMetadata,
   servedEntry,
 } from '../inference/v2-models.js';
+import { familyOf } from '../repository/family.js';
 import { imageRowShape } from '../repository/model.js';
 import { trackOf, type ServerContext } from './context.js';
 import { errorResponses } from './errors.js';
@@ -164,7 +165,7 @@ export async function decodeContent(
  */
 function rawBinaryRequest(ctx: ServerContext, params: ModelParams, bytes: number): V2RequestJson {
   const { card } = servedEntry(ctx, params.model, parseVersion(params.version));
-  if (card.family !== 'resnet' || card.inputs.length !== 1)
+  if (familyOf(card).rowKind !== 'image' || card.inputs.length !== 1)
     throw invalidInput(
       'raw_binary_unsupported',
       `model ${params.model} has ${card.inputs.length} inputs; a raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one`,
