@@ -17,10 +17,10 @@
  * failed (Triton's explicit mode likewise counts only the models it was asked to serve); `modelReady` stays
  * strict (loaded now). Both are false while draining.
  */
-import type { ModelCard, TensorSpec } from '../model/card.js';
+import type { ModelCard } from '../model/card.js';
 import { ServeError, unknownModel } from '../observability/errors.js';
 import type { ModelEntry } from '../repository/scan.js';
-import { imageRowShape } from '../repository/model.js';
+import { familyOf, metadataDims } from '../repository/family.js';
 import { placementLine } from '../runtime/placement.js';
 import type { InferenceContext } from './v2-context.js';
 import { DEFAULT_PRIORITY_LEVEL, PRIORITY_LEVELS } from './v2-infer.js';
@@ -46,9 +46,6 @@ const DTYPE_V2: Record<string, string> = {
   uint8: 'UINT8',
   bool: 'BOOL',
 };
-
-/** Token inputs a text model can run without (padserve fills them: mask all 1, types all 0). */
-const OPTIONAL_TOKEN_INPUT = /(attention_mask|token_type_ids)$/;
 
 export function serverMetadata(ctx: InferenceContext): {
   name: string;
@@ -96,14 +93,14 @@ export function modelReady(ctx: InferenceContext, name: string, version?: number
   return !!m && m.state === 'ready' && !ctx.lifecycle.draining;
 }
 
-const dims = (shape: (number | string)[]) => shape.map((d) => (typeof d === 'number' ? d : -1));
-
 /** The inputs a client must send (image: pixels; text: the token tensors — text/text_pair are the alternative). */
 function metadataInputs(card: ModelCard): { name: string; datatype: string; shape: number[] }[] {
+  const family = familyOf(card);
   return card.inputs.map((t) => ({
     name: t.name,
     datatype: DTYPE_V2[t.dtype] ?? t.dtype,
-    shape: card.family === 'resnet' ? [-1, ...imageRowShape(card)] : dims(t.shape),
+    // The batch axis is always variable: the server batches requests.
+    shape: [-1, ...family.inputDims(card, t)],
   }));
 }
 
@@ -119,17 +116,17 @@ export function modelMetadata(ctx: InferenceContext, name: string, version?: num
     outputs: card.outputs.map((t) => ({
       name: t.name,
       datatype: DTYPE_V2[t.dtype] ?? t.dtype,
-      shape: dims(t.shape),
+      shape: metadataDims(t.shape),
     })),
     parameters: {
       family: card.family,
       variant: card.variant,
       source: card.source.kind,
       labels: card.labels.length,
-      ...(card.family === 'bert'
+      ...(familyOf(card).rowKind === 'tokens'
         ? {
             text_inputs: `${TEXT_INPUT} (+ ${TEXT_PAIR_INPUT}) as BYTES instead of the token tensors (not both); attention_mask and token_type_ids are optional`,
-            task: card.task ?? '',
+            task: familyOf(card).task(card) ?? '',
           }
         : {
             image_datatypes:
@@ -155,18 +152,15 @@ export function modelConfig(ctx: InferenceContext, name: string, version?: numbe
   const { entry, card } = servedEntry(ctx, name, version);
   const serving = entry.serving;
   const loaded = ctx.models.peek(name, version);
-  const rowDims = (t: TensorSpec) =>
-    card.family === 'resnet' && t.name === card.inputs[0]!.name
-      ? imageRowShape(card)
-      : dims(t.shape.slice(1));
+  const family = familyOf(card);
   const input = card.inputs.map((t) => ({
     name: t.name,
     data_type: TRITON_TYPE[DTYPE_V2[t.dtype] ?? ''] ?? 'TYPE_INVALID',
-    format: card.family === 'resnet' ? 'FORMAT_NCHW' : 'FORMAT_NONE',
-    dims: rowDims(t),
-    optional: card.family === 'bert' && OPTIONAL_TOKEN_INPUT.test(t.name),
+    format: family.layout === 'NCHW' ? 'FORMAT_NCHW' : 'FORMAT_NONE',
+    dims: family.inputDims(card, t),
+    optional: family.optionalInput(t.name),
   }));
-  if (card.family === 'bert')
+  if (family.rowKind === 'tokens')
     for (const n of [TEXT_INPUT, TEXT_PAIR_INPUT])
       input.push({ name: n, data_type: 'TYPE_STRING', format: 'FORMAT_NONE', dims: [1], optional: true });
   return {
@@ -179,7 +173,7 @@ export function modelConfig(ctx: InferenceContext, name: string, version?: numbe
     output: card.outputs.map((t) => ({
       name: t.name,
       data_type: TRITON_TYPE[DTYPE_V2[t.dtype] ?? ''] ?? 'TYPE_INVALID',
-      dims: dims(t.shape.slice(1)),
+      dims: metadataDims(t.shape.slice(1)),
       label_filename: '',
       is_shape_tensor: false,
     })),
@@ -208,7 +202,7 @@ export function modelConfig(ctx: InferenceContext, name: string, version?: numbe
     parameters: {
       padserve_family: { string_value: card.family },
       padserve_source: { string_value: card.source.kind },
-      ...(card.family === 'bert'
+      ...(family.rowKind === 'tokens'
         ? { padserve_max_batch_tokens: { string_value: String(serving.max_batch_tokens) } }
         : {}),
     },

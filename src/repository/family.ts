@@ -10,10 +10,11 @@ import {
   type BatchFeeds,
   type ImageRow,
   type Row,
+  tokenRole,
   type TokenRow,
 } from '../batching/collate.js';
 import { CountPolicy, TokenBudgetPolicy, type BatchPolicy } from '../batching/policy.js';
-import type { BertCard, ModelCard, ResNetCard } from '../model/card.js';
+import type { BertCard, ModelCard, ResNetCard, TensorSpec } from '../model/card.js';
 import { isRegression } from '../model/decode.js';
 import type { ServingConfig } from './serving.js';
 
@@ -31,7 +32,20 @@ export interface ModelFamily<C extends ModelCard = ModelCard> {
   warmupRows(card: C, rows: number, length: number): Row[];
   /** The head is a regression (one score per row), not a classifier over `card.labels`. */
   regression(card: C): boolean;
+  // Metadata (V2 model metadata and config, gRPC alike).
+  /** A graph input's dims without the batch axis, -1 where the graph leaves a size free. */
+  inputDims(card: C, input: TensorSpec): number[];
+  /** Inputs a client may leave out (the server fills them: attention mask all 1, token types all 0). */
+  optionalInput(name: string): boolean;
+  /** Memory layout of the pixel input, or null (token inputs). */
+  readonly layout: 'NCHW' | null;
+  /** The GLUE task the model was trained for, if the card names one. */
+  task(card: C): string | null;
 }
+
+/** Symbolic sizes as -1 (V2 metadata's "variable"). */
+export const metadataDims = (shape: readonly (number | string)[]): number[] =>
+  shape.map((d) => (typeof d === 'number' ? d : -1));
 
 const image: ModelFamily<ResNetCard> = {
   rowKind: 'image',
@@ -57,6 +71,12 @@ const image: ModelFamily<ResNetCard> = {
     );
   },
   regression: () => false,
+  inputDims(card, input) {
+    return input.name === card.inputs[0]!.name ? this.rowShape(card) : metadataDims(input.shape.slice(1));
+  },
+  optionalInput: () => false,
+  layout: 'NCHW',
+  task: () => null,
 };
 
 /** [CLS] and [SEP] of the bert-base-uncased vocabulary, around "the" (1996): a plausible warm-up sentence. */
@@ -91,6 +111,10 @@ const text: ModelFamily<BertCard> = {
       } satisfies TokenRow;
     }),
   regression: isRegression,
+  inputDims: (_card, input) => metadataDims(input.shape.slice(1)),
+  optionalInput: (name) => tokenRole(name) === 'mask' || tokenRole(name) === 'types',
+  layout: null,
+  task: (card) => card.task,
 };
 
 const FAMILIES: { [F in ModelCard['family']]: ModelFamily<Extract<ModelCard, { family: F }>> } = {

@@ -18,6 +18,7 @@ import {
   weightsFileId,
   type ModelObserver,
 } from './model.js';
+import { familyOf } from './family.js';
 import { scanModel, scanRepository, type ModelEntry } from './scan.js';
 import { checkGolden, GoldenError } from './golden.js';
 import type { ServingDefaults } from './serving.js';
@@ -129,7 +130,7 @@ export class ModelManager {
     for (const s of this.slots.values()) if (s.entry.serving.tasks.includes(t)) return s.entry.name;
     for (const s of this.slots.values()) {
       const card = s.entry.versions[s.entry.versions.length - 1]!.card;
-      if (card.family === 'bert' && card.task?.toLowerCase() === t) return s.entry.name;
+      if (familyOf(card).task(card)?.toLowerCase() === t) return s.entry.name;
     }
     return undefined;
   }
@@ -140,7 +141,8 @@ export class ModelManager {
     for (const s of this.slots.values()) {
       for (const t of s.entry.serving.tasks) out.add(t);
       const card = s.entry.versions[s.entry.versions.length - 1]!.card;
-      if (card.family === 'bert' && card.task) out.add(card.task.toLowerCase());
+      const task = familyOf(card).task(card);
+      if (task) out.add(task.toLowerCase());
     }
     return [...out].sort();
   }
