@@ -213,10 +213,6 @@ export type CodeOf<R extends FailureReason> = {
   [C in ErrorCode]: (typeof ERROR_CODES)[C]['reason'] extends R ? C : never;
 }[ErrorCode];
 
-export function isErrorCode(code: string): code is ErrorCode {
-  return Object.prototype.hasOwnProperty.call(ERROR_CODES, code);
-}
-
 /** The HTTP status a code answers with. */
 export function codeStatus(code: ErrorCode): number {
   const s: CodeSpec = ERROR_CODES[code];

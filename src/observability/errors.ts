@@ -12,13 +12,7 @@
 
 import { ERROR_CODES, codeStatus, type CodeOf, type ErrorCode, type FailureReason } from './error-codes.js';
 
-export {
-  FAILURE_REASONS,
-  REASON_STATUS,
-  ERROR_CODES,
-  type FailureReason,
-  type ErrorCode,
-} from './error-codes.js';
+export { ERROR_CODES, type FailureReason, type ErrorCode } from './error-codes.js';
 
 export interface ServeErrorOptions {
   /** Overrides the code's status (only for statuses the HTTP layer chose, e.g. fastify's 4xx). */
@@ -61,10 +55,6 @@ export const ServeError: new <R extends FailureReason>(
 ) => ServeErrorClass = ServeErrorClass;
 export type ServeError = ServeErrorClass;
 
-export function isServeError(e: unknown): e is ServeError {
-  return e instanceof ServeError;
-}
-
 /**
  * Default seconds of `Retry-After` on 429 and on 503s that clear in about a second (draining, a failed worker,
  * a version unloaded mid-request): `--retry-after-s`.
@@ -84,8 +74,6 @@ export const invalidInput = (
   message: string,
   details?: ServeErrorOptions['details'],
 ) => new ServeError('invalid_input', code, message, { details });
-export const notFound = (code: CodeOf<'not_found'>, message: string) =>
-  new ServeError('not_found', code, message);
 /** The one wording of `unknown_model` (repository, V2 metadata, admin). */
 export const unknownModel = (name: string) =>
   new ServeError('not_found', 'unknown_model', `unknown model "${name}"`);

@@ -5,7 +5,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { EntryResult } from '../batching/queue.js';
-import { ServeError, type FailureReason } from '../observability/errors.js';
+import { ServeError } from '../observability/errors.js';
 import type { Metrics, Outcome } from '../observability/metrics.js';
 import type { PreprocessPool } from '../preprocess/preprocess-pool.js';
 import type { ModelManager } from '../repository/manager.js';
@@ -167,8 +167,4 @@ export function timingHeaders(reply: FastifyReply, track: RequestTrack): void {
   reply.header('x-postprocess-time', f(track.postprocessMs));
   reply.header('x-total-time', f(performance.now() - track.start));
   reply.header('x-batch-size', String(track.batchSize));
-}
-
-export function reasonOf(e: unknown): FailureReason | null {
-  return e instanceof ServeError ? e.reason : null;
 }
