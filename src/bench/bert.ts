@@ -46,7 +46,7 @@ function sentence(rng: Rng, words: number): string {
 }
 
 /** Batches of premise/hypothesis pairs whose encodings have 40–60 tokens (MNLI-like lengths). */
-export function gluePairBatches(batch: number, count: number, seed = 1): Feeds[] {
+function gluePairBatches(batch: number, count: number, seed = 1): Feeds[] {
   const tok = BertTokenizer.load();
   const rng = new Rng(seed);
   return Array.from({ length: count }, () => {

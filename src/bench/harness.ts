@@ -57,7 +57,7 @@ export function answerParent<Run extends { type: 'run' }, Reply extends { type: 
 }
 
 /** The parent's side: one model's child process, `padserve bench <family> --worker DIR --threads N ...extra`. */
-export function startModelChild<ToChild extends { type: string }, FromChild extends { type: string }>(
+function startModelChild<ToChild extends { type: string }, FromChild extends { type: string }>(
   cli: string,
   family: 'resnet' | 'bert',
   dir: string,

@@ -22,7 +22,7 @@ export interface LatencyStats {
   minMs: number;
 }
 
-export function percentile(sortedMs: readonly number[], p: number): number {
+function percentile(sortedMs: readonly number[], p: number): number {
   if (!sortedMs.length) return NaN;
   const idx = Math.min(sortedMs.length - 1, Math.max(0, Math.ceil((p / 100) * sortedMs.length) - 1));
   return sortedMs[idx]!;
