@@ -219,6 +219,11 @@ export function codeStatus(code: ErrorCode): number {
   return s.status ?? REASON_STATUS[s.reason];
 }
 
+/** The codes answered with an HTTP status (OpenAPI's error response descriptions). */
+export function codesWithStatus(status: number): ErrorCode[] {
+  return (Object.keys(ERROR_CODES) as ErrorCode[]).filter((c) => codeStatus(c) === status);
+}
+
 /** The error table of docs/errors.md (test/error-codes.test.ts keeps the page equal to it). */
 export function errorCodeTable(): string {
   const rows = (Object.keys(ERROR_CODES) as ErrorCode[]).map((code) => {

@@ -4,7 +4,7 @@
  * @fastify/multipart's (their status names the reason: the HTTP layer chose it). Unknown errors are bugs: 500
  * `internal`, logged with their stack, and the client sees only a generic message.
  */
-import { ERROR_CODES, type ErrorCode } from '../observability/error-codes.js';
+import { codesWithStatus, ERROR_CODES, type ErrorCode } from '../observability/error-codes.js';
 import { ServeError, errorFor, type ErrorBody } from '../observability/errors.js';
 import { GlueInputError, UnknownGlueTaskError, type GlueInputProblem } from '../preprocess/glue-tasks.js';
 import { ImageError } from '../preprocess/image-errors.js';
@@ -115,6 +115,10 @@ export function errorResponses(...statuses: number[]): Record<number, { $ref: st
     504: 'deadline exceeded while queued',
   };
   return Object.fromEntries(
-    statuses.map((s) => [s, { $ref: 'padserve.error#', description: text[s] ?? 'error' }]),
+    statuses.map((s) => {
+      const codes = codesWithStatus(s);
+      const description = `${text[s] ?? 'error'}${codes.length ? ` (code: ${codes.join(', ')})` : ''}`;
+      return [s, { $ref: 'padserve.error#', description }];
+    }),
   );
 }
