@@ -29,7 +29,7 @@ import {
 const IMAGE = process.env.PADSERVE_TEST_IMAGE ?? 'padserve:container-test';
 const MNIST = join(PADNET_FIXTURES, 'resnet-mnist');
 const BERT = join(PADNET_FIXTURES, 'bert-tiny');
-const EXAMPLES = join(REPO_ROOT, 'models', 'examples');
+const EXAMPLES = join(REPO_ROOT, 'examples');
 const SAMPLES = (
   JSON.parse(readFileSync(join(MNIST, 'fixture.json'), 'utf8')) as { samples: { files: string[] } }
 ).samples.files
