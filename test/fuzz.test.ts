@@ -406,6 +406,9 @@ async function runFuzz(
   // Every success again, alone: the same answer (nothing crossed between concurrent requests).
   for (const { c, o } of successes) {
     const again = await send(c);
+    // A request that asked for a deadline of a few ms may miss it the second time on a busy machine: 504 is its
+    // documented answer, not a crossed one.
+    if (again.status === 504 && c.headers['x-deadline-ms'] && /deadline_exceeded/.test(again.body)) continue;
     if (again.status !== 200 || !same(answerOf(o), answerOf(again)))
       t.wrong.push(`${c.id} ${c.url}: ${o.body.slice(0, 120)} vs ${again.body.slice(0, 120)}`);
   }
