@@ -10,9 +10,9 @@ import { loggerOptions, requestId } from '../src/observability/logging.js';
 import type { Metrics } from '../src/observability/metrics.js';
 import type { PreprocessPool } from '../src/preprocess/preprocess-pool.js';
 import type { ModelManager } from '../src/repository/manager.js';
-import type { Lifecycle, ServerContext } from '../src/routes/context.js';
+import type { Lifecycle, ServerContext } from '../src/inference/server-context.js';
 import { capConnections, hooksPlugin } from '../src/routes/hooks.js';
-import { toServeError } from '../src/routes/errors.js';
+import { httpServeError } from '../src/routes/errors.js';
 import { errorBody } from '../src/observability/errors.js';
 import { healthPlugin } from '../src/routes/health.js';
 import { metricsPlugin } from '../src/routes/metrics.js';
@@ -51,7 +51,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Errors the router raises before any route or hook (a path parameter over the router's length limit, a
     // malformed URL): the same JSON error body as everywhere else, not fastify's own shape.
     frameworkErrors: (err, _req, reply) => {
-      const { error } = toServeError(err);
+      const { error } = httpServeError(err);
       void (reply as unknown as FastifyReply)
         .code(error.status)
         .header('x-content-type-options', 'nosniff')

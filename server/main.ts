@@ -19,7 +19,7 @@ import { InferencePool } from '../src/runtime/inference-pool.js';
 import { planThreads } from '../src/threads.js';
 import { ModelManager } from '../src/repository/manager.js';
 import { ensureDefaultModels, type DefaultBuilders } from '../src/repository/defaults.js';
-import type { Lifecycle } from '../src/routes/context.js';
+import type { Lifecycle } from '../src/inference/server-context.js';
 import { startGrpc, type GrpcListener } from '../src/grpc/server.js';
 
 export interface RunningServer {

@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearerMatches } from '../src/routes/admin.js';
+import { bearerMatches } from '../src/inference/bearer.js';
 import {
   fixtureRepository,
   IMAGE_MODEL,

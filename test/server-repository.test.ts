@@ -5,7 +5,7 @@
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearerMatches } from '../src/routes/admin.js';
+import { bearerMatches } from '../src/inference/bearer.js';
 import {
   fixtureRepository,
   IMAGE_MODEL,

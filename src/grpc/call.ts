@@ -12,8 +12,8 @@ import { Metadata } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
 import { ServeError } from '../observability/errors.js';
 import type { Outcome } from '../observability/metrics.js';
-import { bearerMatches } from '../routes/admin.js';
-import { finish, RequestTrack, type ServerContext } from '../routes/context.js';
+import { bearerMatches } from '../inference/bearer.js';
+import { finish, RequestTrack, type ServerContext } from '../inference/server-context.js';
 import { grpcError } from './status.js';
 import type { Logger } from '../observability/logging.js';
 

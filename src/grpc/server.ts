@@ -10,7 +10,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import type { ServerContext } from '../routes/context.js';
+import type { ServerContext } from '../inference/server-context.js';
 import type { Logger } from '../observability/logging.js';
 import { inferenceService } from './service.js';
 

@@ -6,7 +6,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { invalidInput } from '../observability/errors.js';
 import { inferV2, maxElements } from '../inference/v2-infer.js';
-import type { ServerContext } from '../routes/context.js';
+import type { ServerContext } from '../inference/server-context.js';
 import type { Logger } from '../observability/logging.js';
 import { adminOnly, tracked, unary } from './call.js';
 import { decodeGrpcInputs, encodeOutputs, parameterMap } from './codec.js';

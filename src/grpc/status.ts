@@ -8,7 +8,7 @@
  */
 import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { ServeError, type FailureReason } from '../observability/errors.js';
-import { toServeError } from '../routes/errors.js';
+import { toServeError } from '../inference/error-mapping.js';
 
 export const REASON_GRPC: Record<FailureReason, Status> = {
   invalid_input: Status.INVALID_ARGUMENT,

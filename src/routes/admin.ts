@@ -1,22 +1,14 @@
 /**
  * Model control (`POST /admin/models/:name/load|unload|reload`, `GET /admin/models`). Registered only when an
- * admin token is configured; requests need `Authorization: Bearer <token>` (compared in constant time over
- * SHA-256 digests, so neither content nor length leaks through timing). Load/reload warm the new version set
- * before swapping it in; unload lets queued requests finish first.
+ * admin token is configured; requests need `Authorization: Bearer <token>` (compared in constant time:
+ * src/inference/bearer.ts). Load/reload warm the new version set before swapping it in; unload lets queued
+ * requests finish first.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { bearerMatches } from '../inference/bearer.js';
 import { ServeError, unknownModel } from '../observability/errors.js';
 import { errorResponses } from './errors.js';
 import { modelNameParam } from './schemas.js';
-
-const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
-
-export function bearerMatches(header: string | undefined, token: string): boolean {
-  const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
-  const given = digest(m ? m[1]!.trim() : '');
-  return timingSafeEqual(given, digest(token)) && !!m;
-}
 
 const statusBody = {
   type: 'object',

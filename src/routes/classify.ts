@@ -7,7 +7,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import { classifyImage } from '../inference/image-task.js';
 import { invalidInput, ServeError } from '../observability/errors.js';
-import { trackOf, type ServerContext } from './context.js';
+import type { ServerContext } from '../inference/server-context.js';
+import { trackOf } from './context.js';
 import { errorResponses } from './errors.js';
 import { timingSchema } from './schemas.js';
 

@@ -1,15 +1,12 @@
 /**
- * Every error a request can meet, as a `ServeError` (reason, code, status): ours, the preprocessing modules'
- * typed errors (their code names the reason, src/observability/error-codes.ts), fastify's and
- * @fastify/multipart's (their status names the reason: the HTTP layer chose it). Unknown errors are bugs: 500
- * `internal`, logged with their stack, and the client sees only a generic message.
+ * Every error an HTTP request can meet, as a `ServeError` (reason, code, status): the core's
+ * (src/inference/error-mapping.ts: ours and the preprocessing modules'), fastify's and @fastify/multipart's
+ * (their status names the reason: the HTTP layer chose it). Unknown errors are bugs: 500 `internal`, logged with
+ * their stack, and the client sees only a generic message. Also the error body's schema for the OpenAPI document.
  */
-import { codesWithStatus, ERROR_CODES, type ErrorCode } from '../observability/error-codes.js';
+import { coreServeError, internalError, type MappedError } from '../inference/error-mapping.js';
+import { codesWithStatus, type ErrorCode } from '../observability/error-codes.js';
 import { ServeError, errorFor, type ErrorBody } from '../observability/errors.js';
-import { GlueInputError, UnknownGlueTaskError, type GlueInputProblem } from '../preprocess/glue-tasks.js';
-import { ImageError } from '../preprocess/image-errors.js';
-import { PreprocessError } from '../preprocess/preprocess-pool.js';
-import { TokenizerInputError } from '../preprocess/text/index.js';
 
 interface FrameworkError extends Error {
   code?: string;
@@ -34,36 +31,15 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_INVALID_MULTIPART_CONTENT_TYPE: 'not_multipart',
 };
 
-const GLUE_PROBLEM_CODES = {
-  'not-an-object': 'glue_not_an_object',
-  missing: 'glue_missing',
-  invalid: 'glue_invalid',
-  ambiguous: 'glue_ambiguous',
-  unexpected: 'glue_unexpected',
-} as const satisfies Record<GlueInputProblem, ErrorCode>;
+/**
+ * Any error as a `ServeError`: the core's (src/inference/error-mapping.ts) first, then fastify's and
+ * @fastify/multipart's (their status names the reason: the HTTP layer chose it), else a bug.
+ */
+export function httpServeError(err: unknown): MappedError {
+  return coreServeError(err) ?? frameworkServeError(err) ?? internalError(err);
+}
 
-export function toServeError(err: unknown): { error: ServeError; bug: boolean } {
-  if (err instanceof ServeError) return { error: err, bug: false };
-  if (err instanceof ImageError || err instanceof PreprocessError) {
-    if (ERROR_CODES[err.code].reason === 'internal')
-      return { error: errorFor(err.code, 'model preprocessing is misconfigured', { cause: err }), bug: true };
-    return { error: errorFor(err.code, err.message), bug: false };
-  }
-  if (err instanceof UnknownGlueTaskError)
-    return { error: new ServeError('not_found', 'unknown_task', err.message), bug: false };
-  if (err instanceof GlueInputError) {
-    return {
-      error: new ServeError(
-        'invalid_input',
-        GLUE_PROBLEM_CODES[err.problem],
-        err.message,
-        err.field ? { details: { field: err.field } } : {},
-      ),
-      bug: false,
-    };
-  }
-  if (err instanceof TokenizerInputError)
-    return { error: new ServeError('invalid_input', 'invalid_text', err.message), bug: false };
+function frameworkServeError(err: unknown): MappedError | null {
   const fe = err as FrameworkError;
   if (fe && Array.isArray(fe.validation)) {
     return {
@@ -77,10 +53,7 @@ export function toServeError(err: unknown): { error: ServeError; bug: boolean } 
     const code = (fe.code && FASTIFY_CODES[fe.code]) || 'bad_request';
     return { error: errorFor(code, fe.message, { status }), bug: false };
   }
-  return {
-    error: new ServeError('internal', 'internal', 'internal server error', { cause: err }),
-    bug: true,
-  };
+  return null;
 }
 
 /** JSON schema of the error body (every route's 4xx/5xx responses). */

@@ -16,7 +16,8 @@ import {
   type GlueTexts,
 } from '../preprocess/glue-tasks.js';
 import { runTextTask } from '../inference/text-task.js';
-import { trackOf, type ServerContext } from './context.js';
+import type { ServerContext } from '../inference/server-context.js';
+import { trackOf } from './context.js';
 import { errorResponses } from './errors.js';
 import { timingSchema } from './schemas.js';
 

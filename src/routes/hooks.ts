@@ -7,9 +7,10 @@ import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { errorBody, ServeError, reasonForStatus } from '../observability/errors.js';
-import { deadlineFor, finish, priorityFor, RequestTrack, timingHeaders } from './context.js';
-import { errorSchema, toServeError } from './errors.js';
-import { bearerMatches } from './admin.js';
+import { bearerMatches } from '../inference/bearer.js';
+import { finish, RequestTrack } from '../inference/server-context.js';
+import { deadlineFor, priorityFor, timingHeaders } from './context.js';
+import { errorSchema, httpServeError } from './errors.js';
 
 /** Connections accepted while `cap` others were open (see capConnections). */
 const overCap = new WeakSet<Socket>();
@@ -109,7 +110,7 @@ async function hooks(app: FastifyInstance): Promise<void> {
   });
 
   app.setErrorHandler((err, req, reply) => {
-    const { error, bug } = toServeError(err);
+    const { error, bug } = httpServeError(err);
     if (bug) req.log.error({ err }, 'internal error');
     else if (error.status >= 500) req.log.info({ code: error.code }, error.message);
     if (req.track) finish(ctx, req.track, error.reason);

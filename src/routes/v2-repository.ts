@@ -8,7 +8,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { invalidInput, ServeError } from '../observability/errors.js';
 import { repositoryIndex } from '../inference/v2-models.js';
-import { bearerMatches } from './admin.js';
+import { bearerMatches } from '../inference/bearer.js';
 import { errorResponses } from './errors.js';
 import { modelNameParam } from './schemas.js';
 

@@ -28,7 +28,8 @@ import {
 } from '../inference/v2-models.js';
 import { familyOf } from '../repository/family.js';
 import { imageRowShape } from '../repository/model.js';
-import { trackOf, type ServerContext } from './context.js';
+import type { ServerContext } from '../inference/server-context.js';
+import { trackOf } from './context.js';
 import { errorResponses } from './errors.js';
 import { modelNameParam, versionParam } from './schemas.js';
 import { v2RepositoryPlugin } from './v2-repository.js';

@@ -1,0 +1,109 @@
+/**
+ * What both transports (the HTTP routes, src/routes/, and the gRPC service, src/grpc/) share: the server context
+ * (models, metrics, preprocessing, limits, lifecycle, tokens) and the per-request tracking object that carries an
+ * inference request's deadline, cancellation signal, phase timings and outcome from arrival to response. Nothing
+ * here imports fastify or gRPC; the HTTP layer hands the context to its plugins as the `app.padserve` decorator.
+ */
+import type { EntryResult } from '../batching/queue.js';
+import type { Metrics, Outcome } from '../observability/metrics.js';
+import type { PreprocessPool } from '../preprocess/preprocess-pool.js';
+import type { ModelManager } from '../repository/manager.js';
+
+export interface RouteLimits {
+  requestTimeoutMs: number;
+  maxBodyBytes: number;
+  maxTextChars: number;
+  maxPairsPerRequest: number;
+  defaultImageModel: string;
+  /** Seconds in the `Retry-After` header of 429 and 503 answers (`--retry-after-s`). */
+  retryAfterS: number;
+}
+
+export interface Lifecycle {
+  /** True once SIGTERM (or close) started: readiness false, new inference requests 503. */
+  draining: boolean;
+  /** Requests between arrival and response (the drain waits for 0). */
+  inflight: number;
+}
+
+export interface ServerContext {
+  models: ModelManager;
+  metrics: Metrics;
+  preprocess: PreprocessPool;
+  limits: RouteLimits;
+  lifecycle: Lifecycle;
+  /** Empty = admin API off. */
+  adminToken: string;
+  /** Empty = inference routes need no bearer token. */
+  apiToken: string;
+  version: string;
+}
+
+/** Phase timings and outcome of one inference request. */
+export class RequestTrack {
+  readonly start = performance.now();
+  readonly controller = new AbortController();
+  model = '';
+  preprocessMs = 0;
+  queueMs = 0;
+  inferenceMs = 0;
+  postprocessMs = 0;
+  batchSize = 0;
+  outcome: Outcome | null = null;
+
+  constructor(
+    readonly route: string,
+    /** Absolute deadline on performance.now()'s clock. */
+    readonly deadline: number,
+    /** Queue priority: lower is served first; FIFO within a level. */
+    readonly priority = 0,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Folds the batcher's per-row results in (max over rows: the request waited for its slowest row). */
+  absorb(results: readonly EntryResult<unknown>[]): void {
+    for (const r of results) {
+      this.queueMs = Math.max(this.queueMs, r.queueMs);
+      this.inferenceMs = Math.max(this.inferenceMs, r.inferenceMs);
+      this.batchSize = Math.max(this.batchSize, r.batchSize);
+    }
+  }
+
+  timing(): {
+    preprocess_ms: number;
+    queue_ms: number;
+    inference_ms: number;
+    postprocess_ms: number;
+    total_ms: number;
+    batch_size: number;
+  } {
+    const r = (x: number) => Math.round(x * 1000) / 1000;
+    return {
+      preprocess_ms: r(this.preprocessMs),
+      queue_ms: r(this.queueMs),
+      inference_ms: r(this.inferenceMs),
+      postprocess_ms: r(this.postprocessMs),
+      total_ms: r(performance.now() - this.start),
+      batch_size: this.batchSize,
+    };
+  }
+}
+
+/** Records the outcome once (metrics), whichever of response / disconnect comes first. */
+export function finish(ctx: ServerContext, track: RequestTrack, outcome: Outcome): void {
+  if (track.outcome !== null) return;
+  track.outcome = outcome;
+  ctx.metrics.observeRequest(
+    track.route,
+    track.model || 'none',
+    outcome,
+    (performance.now() - track.start) / 1000,
+  );
+  if (track.preprocessMs > 0 && track.model)
+    ctx.metrics.preprocessDuration.observe({ model: track.model }, track.preprocessMs / 1000);
+  if (outcome === 'ok' && track.model)
+    ctx.metrics.postprocessDuration.observe({ model: track.model }, track.postprocessMs / 1000);
+}
