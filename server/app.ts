@@ -7,9 +7,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { ServerConfig } from './config.js';
 import { loggerOptions, requestId } from '../src/observability/logging.js';
-import type { Metrics } from '../src/observability/metrics.js';
-import type { PreprocessPool } from '../src/preprocess/preprocess-pool.js';
-import type { ModelManager } from '../src/repository/manager.js';
+import type { MetricsService, ModelService, PreprocessService } from '../src/inference/v2-context.js';
 import type { Lifecycle, ServerContext } from '../src/inference/server-context.js';
 import { capConnections, hooksPlugin } from '../src/routes/hooks.js';
 import { httpServeError } from '../src/routes/errors.js';
@@ -21,11 +19,15 @@ import { gluePlugin } from '../src/routes/glue.js';
 import { v2Plugin } from '../src/routes/v2.js';
 import { adminPlugin } from '../src/routes/admin.js';
 
+/**
+ * What the app needs: settings and the services behind their narrow interfaces (src/inference/v2-context.ts).
+ * server/main.ts passes the real manager, pools and metrics; test/routes-fakes.test.ts passes fakes.
+ */
 export interface AppDeps {
   config: ServerConfig;
-  models: ModelManager;
-  preprocess: PreprocessPool;
-  metrics: Metrics;
+  models: ModelService;
+  preprocess: PreprocessService;
+  metrics: MetricsService;
   version: string;
   lifecycle?: Lifecycle;
 }

@@ -5,9 +5,8 @@
  * here imports fastify or gRPC; the HTTP layer hands the context to its plugins as the `app.padserve` decorator.
  */
 import type { EntryResult } from '../batching/queue.js';
-import type { Metrics, Outcome } from '../observability/metrics.js';
-import type { PreprocessPool } from '../preprocess/preprocess-pool.js';
-import type { ModelManager } from '../repository/manager.js';
+import type { Outcome } from '../observability/metrics.js';
+import type { MetricsService, ModelService, PreprocessService } from './v2-context.js';
 
 export interface RouteLimits {
   requestTimeoutMs: number;
@@ -26,10 +25,11 @@ export interface Lifecycle {
   inflight: number;
 }
 
+/** Narrow services (v2-context.ts): the server entry passes the real ones, a route test may pass fakes. */
 export interface ServerContext {
-  models: ModelManager;
-  metrics: Metrics;
-  preprocess: PreprocessPool;
+  models: ModelService;
+  metrics: MetricsService;
+  preprocess: PreprocessService;
   limits: RouteLimits;
   lifecycle: Lifecycle;
   /** Empty = admin API off. */
