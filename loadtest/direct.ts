@@ -44,16 +44,19 @@ function tensorFor(spec: TensorSpec, shape: number[], random: Random): HostTenso
   throw new Error(`input ${spec.name}: dtype ${spec.dtype} not supported by the direct baseline`);
 }
 
-/** Random feeds of the card's inputs: images as floats, token ids in the word-piece range, masks of ones. */
+/**
+ * Random feeds of the card's inputs: images as floats, token ids in the word-piece range, masks of ones. Every
+ * symbolic size but the batch becomes `size` (the image side, or the sequence length).
+ */
 export function syntheticFeeds(
   inputs: readonly TensorSpec[],
   batch: number,
-  seqLength: number,
+  size: number,
   seed = 1,
 ): Feeds {
   const random = seededRandom(seed);
   const feeds: Feeds = {};
-  for (const spec of inputs) feeds[spec.name] = tensorFor(spec, dims(spec, batch, seqLength), random);
+  for (const spec of inputs) feeds[spec.name] = tensorFor(spec, dims(spec, batch, size), random);
   return feeds;
 }
 
@@ -70,7 +73,11 @@ export async function directPoint(modelDir: string, o: DirectOptions): Promise<P
     intraOpThreads: o.intraOpThreads ?? availableParallelism(),
   });
   try {
-    const feeds = syntheticFeeds(session.card.inputs, o.batch, o.seqLength ?? 128);
+    // Symbolic sizes: an image model's are its preprocessing size (what the server feeds it), a text model's the
+    // padded length the server formed.
+    const card = session.card;
+    const size = card.family === 'resnet' ? card.preprocess.size : (o.seqLength ?? 128);
+    const feeds = syntheticFeeds(card.inputs, o.batch, size);
     for (let i = 0; i < 2; i++) await session.run(feeds);
     const samples: number[] = [];
     const cpu0 = process.cpuUsage();
