@@ -48,12 +48,7 @@ function tensorFor(spec: TensorSpec, shape: number[], random: Random): HostTenso
  * Random feeds of the card's inputs: images as floats, token ids in the word-piece range, masks of ones. Every
  * symbolic size but the batch becomes `size` (the image side, or the sequence length).
  */
-export function syntheticFeeds(
-  inputs: readonly TensorSpec[],
-  batch: number,
-  size: number,
-  seed = 1,
-): Feeds {
+export function syntheticFeeds(inputs: readonly TensorSpec[], batch: number, size: number, seed = 1): Feeds {
   const random = seededRandom(seed);
   const feeds: Feeds = {};
   for (const spec of inputs) feeds[spec.name] = tensorFor(spec, dims(spec, batch, size), random);
