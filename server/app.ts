@@ -21,7 +21,7 @@ import { adminPlugin } from '../src/routes/admin.js';
 
 /**
  * What the app needs: settings and the services behind their narrow interfaces (src/inference/v2-context.ts).
- * server/main.ts passes the real manager, pools and metrics; test/routes-fakes.test.ts passes fakes.
+ * server/main.ts passes the real manager, pools and metrics; test/http/routes-fakes.test.ts passes fakes.
  */
 export interface AppDeps {
   config: ServerConfig;

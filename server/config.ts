@@ -1,7 +1,7 @@
 /**
  * Every server setting in one typed table: name, CLI flag, environment variable, default, description. The CLI
- * parser, the `--help` text and docs/settings.md (test/server-config.test.ts keeps it in sync; regenerate with
- * `UPDATE_SETTINGS_DOC=1 npx vitest run test/server-config.test.ts`) all come from this table.
+ * parser, the `--help` text and docs/settings.md (test/unit/server-config.test.ts keeps it in sync; regenerate with
+ * `UPDATE_SETTINGS_DOC=1 npx vitest run test/unit/server-config.test.ts`) all come from this table.
  * Precedence: command line, then environment, then default.
  */
 import { parseArgs } from 'node:util';
@@ -294,7 +294,7 @@ export const SETTINGS = {
     env: 'PADSERVE_LISTEN_BACKLOG',
     kind: 'int',
     default: 4096,
-    doc: "Connections the kernel holds until the server accepts them (`listen()` backlog; Linux caps it at `net.core.somaxconn`, 4096 by default). Node's own default of 511 overflows when a burst of clients connects while the event loop is busy, and the kernel then resets some of those connections (test/server-overload-answers.test.ts).",
+    doc: "Connections the kernel holds until the server accepts them (`listen()` backlog; Linux caps it at `net.core.somaxconn`, 4096 by default). Node's own default of 511 overflows when a burst of clients connects while the event loop is busy, and the kernel then resets some of those connections (test/e2e/server-overload-answers.test.ts).",
   }),
   retryAfterS: s({
     group: 'Limits',
@@ -468,7 +468,7 @@ export function renderSettingsMarkdown(): string {
   const out = [
     '# padserve settings',
     '',
-    '<!-- Generated from server/config.ts by test/server-config.test.ts (UPDATE_SETTINGS_DOC=1 to rewrite). Do not edit. -->',
+    '<!-- Generated from server/config.ts by test/unit/server-config.test.ts (UPDATE_SETTINGS_DOC=1 to rewrite). Do not edit. -->',
     '',
     'Every setting of `padserve serve` (`npm start`) has a command-line flag, an environment variable and a default.',
     'A flag wins over the variable, the variable over the default. Per-model batching settings in',

@@ -2,7 +2,7 @@
  * What the transport-neutral functions (the pipeline, its tasks, the V2 core) need from the server (a structural
  * subset of `ServerContext`, server-context.ts, so `app.padserve` passes as is), the narrow service interfaces
  * both hold (the members the transports and the pipeline call, so a route test can hand in fakes:
- * test/routes-fakes.test.ts), and the per-request track they report phase timings into (`RequestTrack`
+ * test/http/routes-fakes.test.ts), and the per-request track they report phase timings into (`RequestTrack`
  * satisfies it; another transport can pass its own).
  */
 import type { EntryResult } from '../batching/queue.js';

@@ -3,7 +3,7 @@
  * `outcome` metric label), the HTTP status where it differs from the reason's default, and what it means. A
  * `ServeError` takes an `ErrorCode` of its reason only (`CodeOf<R>`), so a misspelt code, or a code given the
  * wrong reason, is a compile error. The README's and docs/server.md's error tables are checked against this
- * table by test/error-codes.test.ts (`UPDATE_ERROR_DOC=1 npx vitest run test/error-codes.test.ts` rewrites
+ * table by test/unit/error-codes.test.ts (`UPDATE_ERROR_DOC=1 npx vitest run test/unit/error-codes.test.ts` rewrites
  * docs/errors.md).
  *
  * Imports nothing; imported by observability/errors.ts (and through it by every server layer).
@@ -224,7 +224,7 @@ export function codesWithStatus(status: number): ErrorCode[] {
   return (Object.keys(ERROR_CODES) as ErrorCode[]).filter((c) => codeStatus(c) === status);
 }
 
-/** The error table of docs/errors.md (test/error-codes.test.ts keeps the page equal to it). */
+/** The error table of docs/errors.md (test/unit/error-codes.test.ts keeps the page equal to it). */
 export function errorCodeTable(): string {
   const rows = (Object.keys(ERROR_CODES) as ErrorCode[]).map((code) => {
     const s: CodeSpec = ERROR_CODES[code];

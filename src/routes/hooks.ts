@@ -19,7 +19,7 @@ const overCap = new WeakSet<Socket>();
  * The connection cap, answered instead of reset: a connection accepted while `cap` others are open is marked;
  * its inference requests get 429 `too_many_connections` (with `Retry-After`), every answer on it closes it, and
  * health/metadata/metrics are still served on it. (Node's `server.maxConnections` destroys such sockets: the
- * client sees ECONNRESET. test/server-overload-answers.test.ts shows both.)
+ * client sees ECONNRESET. test/e2e/server-overload-answers.test.ts shows both.)
  */
 export function capConnections(server: Server, cap: number): void {
   let open = 0;

@@ -3,7 +3,7 @@
  * session writes when profiling ends). The file is a list of trace events; each executed node gives one event with
  * `cat: "Node"`, `name: "<node name>_kernel_time"` and `args.op_name` / `args.provider` (e.g.
  * "CUDAExecutionProvider", "CPUExecutionProvider"), as onnxruntime 1.30 writes it (checked on a CPU profile:
- * test/placement.test.ts). Pure: parsing and the summary the server logs and shows in V2 model metadata.
+ * test/unit/placement.test.ts). Pure: parsing and the summary the server logs and shows in V2 model metadata.
  */
 import type { ModelCard } from '../model/card.js';
 import { numel, type HostTensor } from '../tensor.js';

