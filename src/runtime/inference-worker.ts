@@ -78,9 +78,10 @@ async function handle(msg: WorkerRequest): Promise<{ reply: WorkerReply; transfe
         { intraOpThreads: msg.intraOpThreads, disablePrepacking: msg.shareWeights },
         (l) => logs.push(l),
       );
-      // Every bucket graph is warmed and timed before the instance counts as loaded (readiness covers them all).
+      // Every bucket graph is warmed and timed before the instance counts as loaded (readiness covers them all);
+      // the times are logged where there is a choice to plan (more than one bucket).
       const costs = await s.calibrate();
-      if (costs.size)
+      if (costs.size > 1)
         logs.push(
           `buckets ${[...costs].map(([b, ms]) => `${b}: ${ms.toFixed(1)} ms`).join(', ')} (warm-up run times, used to plan batches)`,
         );
