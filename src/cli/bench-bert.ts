@@ -1,6 +1,7 @@
 /** `padserve bench bert`: parses the options and runs src/bench/bert.ts (or, with --worker, one model's child). */
 import { CliError, floatOption, intOption, parse } from './args.js';
-import { BERT_BENCH_VARIANTS, runBertBench, runWorker, type BertBenchVariant } from '../bench/bert.js';
+import { BENCH_OPTIONS, benchVariants } from './bench-options.js';
+import { BERT_BENCH_VARIANTS, runBertBench, runWorker } from '../bench/bert.js';
 
 const USAGE = `usage: padserve bench bert [options]
 
@@ -17,18 +18,7 @@ const USAGE = `usage: padserve bench bert [options]
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values } = parse(
     argv,
-    {
-      quick: { type: 'boolean' },
-      models: { type: 'string' },
-      model: { type: 'string', multiple: true },
-      seconds: { type: 'string' },
-      'min-turns': { type: 'string' },
-      threads: { type: 'string' },
-      'no-prepack': { type: 'boolean' },
-      seed: { type: 'string' },
-      name: { type: 'string' },
-      worker: { type: 'string' },
-    },
+    { ...BENCH_OPTIONS, 'min-turns': { type: 'string' }, 'no-prepack': { type: 'boolean' } },
     USAGE,
   );
   const threads = intOption(values.threads, 'threads', 2, 1);
@@ -36,11 +26,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   if (values.worker) return runWorker(values.worker, threads, noPrepack);
 
   const quick = values.quick ?? false;
-  const variants =
-    values.models === 'none' ? [] : (values.models ?? BERT_BENCH_VARIANTS.join(',')).split(',');
-  for (const v of variants)
-    if (!(BERT_BENCH_VARIANTS as readonly string[]).includes(v))
-      throw new CliError(`--models: unknown variant "${v}"`, 2);
+  const variants = benchVariants(values.models, BERT_BENCH_VARIANTS);
   const extra = (values.model ?? []).map((spec) => {
     const m = /^([^=]+)=(.+?)(:no-prepack)?$/.exec(spec);
     if (!m) throw new CliError(`--model ${spec}: expected LABEL=DIR[:no-prepack]`, 2);
@@ -55,7 +41,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     noPrepack,
     seed: intOption(values.seed, 'seed', 0),
     name: values.name ?? 'bert',
-    variants: variants as BertBenchVariant[],
+    variants,
     extra,
     command: `npm run bench:bert${argv.length ? ` -- ${argv.join(' ')}` : ''}`,
   });

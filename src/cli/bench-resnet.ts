@@ -1,11 +1,7 @@
 /** `padserve bench resnet`: parses the options and runs src/bench/resnet.ts (or, with --worker, one model's child). */
 import { CliError, floatOption, intOption, parse } from './args.js';
-import {
-  RESNET_BENCH_VARIANTS,
-  runResNetBench,
-  runWorker,
-  type ResNetBenchVariant,
-} from '../bench/resnet.js';
+import { BENCH_OPTIONS, benchVariants } from './bench-options.js';
+import { RESNET_BENCH_VARIANTS, runResNetBench, runWorker } from '../bench/resnet.js';
 
 const USAGE = `usage: padserve bench resnet [options]
 
@@ -21,29 +17,14 @@ const USAGE = `usage: padserve bench resnet [options]
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values } = parse(
     argv,
-    {
-      quick: { type: 'boolean' },
-      models: { type: 'string' },
-      model: { type: 'string', multiple: true },
-      rounds: { type: 'string' },
-      seconds: { type: 'string' },
-      threads: { type: 'string' },
-      seed: { type: 'string' },
-      name: { type: 'string' },
-      worker: { type: 'string' },
-      buckets: { type: 'string' },
-    },
+    { ...BENCH_OPTIONS, rounds: { type: 'string' }, buckets: { type: 'string' } },
     USAGE,
   );
   const threads = intOption(values.threads, 'threads', 2, 1);
   if (values.worker) return runWorker(values.worker, threads, values.buckets?.split(',').map(Number));
 
   const quick = values.quick ?? false;
-  const variants =
-    values.models === 'none' ? [] : (values.models ?? RESNET_BENCH_VARIANTS.join(',')).split(',');
-  for (const v of variants)
-    if (!(RESNET_BENCH_VARIANTS as readonly string[]).includes(v))
-      throw new CliError(`--models: unknown variant "${v}" (${RESNET_BENCH_VARIANTS.join(', ')})`, 2);
+  const variants = benchVariants(values.models, RESNET_BENCH_VARIANTS);
   const extra = (values.model ?? []).map((spec) => {
     const [label, dir] = spec.split('=');
     if (!label || !dir) throw new CliError(`--model ${spec}: expected LABEL=DIR`, 2);
@@ -57,7 +38,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     threads,
     seed: intOption(values.seed, 'seed', 0),
     name: values.name ?? 'resnet',
-    variants: variants as ResNetBenchVariant[],
+    variants,
     extra,
   });
 }

@@ -13,7 +13,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { ServeError } from '../observability/errors.js';
 import type { Outcome } from '../observability/metrics.js';
 import { bearerMatches } from '../inference/bearer.js';
-import { finish, RequestTrack, type ServerContext } from '../inference/server-context.js';
+import { finish, RequestTrack, timingValues, type ServerContext } from '../inference/server-context.js';
 import { grpcError } from './status.js';
 import type { Logger } from '../observability/logging.js';
 
@@ -61,13 +61,7 @@ export function adminOnly<Req, Res>(ctx: ServerContext, handler: Handler<Req, Re
 /** HTTP's timing headers (x-queue-time, ...; milliseconds) as the response's initial metadata. */
 export function timingMetadata(t: RequestTrack): Metadata {
   const md = new Metadata();
-  const f = (x: number) => x.toFixed(3);
-  md.set('x-preprocess-time', f(t.preprocessMs));
-  md.set('x-queue-time', f(t.queueMs));
-  md.set('x-inference-time', f(t.inferenceMs));
-  md.set('x-postprocess-time', f(t.postprocessMs));
-  md.set('x-total-time', f(performance.now() - t.start));
-  md.set('x-batch-size', String(t.batchSize));
+  for (const [name, value] of timingValues(t)) md.set(name, value);
   return md;
 }
 

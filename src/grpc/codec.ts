@@ -7,6 +7,7 @@
  */
 import { invalidInput } from '../observability/errors.js';
 import {
+  bytesElements,
   checkDatatype,
   checkShape,
   decodeJsonTensor,
@@ -162,14 +163,7 @@ export interface OutputTensor {
 /** One output as its raw bytes: typed arrays as they lie in memory (little-endian), BYTES length-prefixed. */
 export function rawContents(o: OutputTensor): Buffer {
   if (ArrayBuffer.isView(o.data)) return Buffer.from(o.data.buffer, o.data.byteOffset, o.data.byteLength);
-  const parts: Buffer[] = [];
-  for (const s of o.data) {
-    const b = Buffer.from(s, 'utf8');
-    const len = Buffer.alloc(4);
-    len.writeUInt32LE(b.length);
-    parts.push(len, b);
-  }
-  return Buffer.concat(parts);
+  return bytesElements(o.data);
 }
 
 export function encodeOutputs(outputs: readonly OutputTensor[]): {

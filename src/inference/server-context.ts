@@ -92,6 +92,22 @@ export class RequestTrack {
   }
 }
 
+/**
+ * TEI-style timing of an answer (ms, 3 decimals) as name/value pairs: HTTP sends them as headers, gRPC as initial
+ * metadata.
+ */
+export function timingValues(t: RequestTrack): [string, string][] {
+  const f = (x: number) => x.toFixed(3);
+  return [
+    ['x-preprocess-time', f(t.preprocessMs)],
+    ['x-queue-time', f(t.queueMs)],
+    ['x-inference-time', f(t.inferenceMs)],
+    ['x-postprocess-time', f(t.postprocessMs)],
+    ['x-total-time', f(performance.now() - t.start)],
+    ['x-batch-size', String(t.batchSize)],
+  ];
+}
+
 /** Records the outcome once (metrics), whichever of response / disconnect comes first. */
 export function finish(ctx: ServerContext, track: RequestTrack, outcome: Outcome): void {
   if (track.outcome !== null) return;

@@ -331,8 +331,13 @@ export type V2OutputTensor =
 /** Raw little-endian bytes of an output (binary extension, gRPC `raw_output_contents`). */
 export function outputBytes(o: V2OutputTensor): Buffer {
   if (o.datatype === 'FP32') return Buffer.from(o.data.buffer, o.data.byteOffset, o.data.byteLength);
+  return bytesElements(o.data);
+}
+
+/** BYTES elements in the binary form of both protocols: each a 4-byte little-endian length, then its UTF-8. */
+export function bytesElements(items: readonly string[]): Buffer {
   const parts: Buffer[] = [];
-  for (const s of o.data) {
+  for (const s of items) {
     const b = Buffer.from(s, 'utf8');
     const len = Buffer.alloc(4);
     len.writeUInt32LE(b.length);

@@ -4,7 +4,7 @@
  * headers that set an inference request's deadline and priority, and the timing headers that fall out of it.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { RequestTrack, ServerContext } from '../inference/server-context.js';
+import { timingValues, type RequestTrack, type ServerContext } from '../inference/server-context.js';
 import { ServeError } from '../observability/errors.js';
 
 declare module 'fastify' {
@@ -58,11 +58,5 @@ export function trackOf(req: FastifyRequest): RequestTrack {
 
 /** Sets the TEI-style timing headers of an inference response. */
 export function timingHeaders(reply: FastifyReply, track: RequestTrack): void {
-  const f = (x: number) => x.toFixed(3);
-  reply.header('x-preprocess-time', f(track.preprocessMs));
-  reply.header('x-queue-time', f(track.queueMs));
-  reply.header('x-inference-time', f(track.inferenceMs));
-  reply.header('x-postprocess-time', f(track.postprocessMs));
-  reply.header('x-total-time', f(performance.now() - track.start));
-  reply.header('x-batch-size', String(track.batchSize));
+  for (const [name, value] of timingValues(track)) reply.header(name, value);
 }
