@@ -71,12 +71,15 @@ export class Metrics {
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (opts.defaultMetrics !== false) client.collectDefaultMetrics({ register: this.registry, prefix: '' });
-    this.requests = new client.Counter({
-      name: 'padserve_requests_total',
-      help: 'Inference requests by route, model and outcome ("ok" or the failure reason)',
-      labelNames: ['route', 'model', 'outcome'],
-      registers,
-    });
+    const counter = <L extends string>(name: string, help: string, labelNames: L[]) =>
+      new client.Counter<L>({ name, help, labelNames, registers });
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[]) =>
+      new client.Gauge<L>({ name, help, labelNames, registers });
+    this.requests = counter(
+      'padserve_requests_total',
+      'Inference requests by route, model and outcome ("ok" or the failure reason)',
+      ['route', 'model', 'outcome'],
+    );
     this.requestDuration = new client.Histogram({
       name: 'padserve_request_duration_seconds',
       help: 'Wall time of successful inference requests, from arrival to response',
@@ -119,77 +122,62 @@ export class Metrics {
       buckets: BATCH_BUCKETS,
       registers,
     });
-    this.batches = new client.Counter({
-      name: 'padserve_batches_total',
-      help: 'Executed batches by outcome',
-      labelNames: ['model', 'version', 'outcome'],
-      registers,
-    });
-    this.rows = new client.Counter({
-      name: 'padserve_inference_rows_total',
-      help: 'Request rows the model computed (warmup excluded)',
-      labelNames: ['model', 'version'],
-      registers,
-    });
-    this.paddedTokens = new client.Counter({
-      name: 'padserve_padded_tokens_total',
-      help: 'Text models: padded tokens computed (bucket length × rows)',
-      labelNames: ['model', 'version'],
-      registers,
-    });
-    this.queueDepth = new client.Gauge({
-      name: 'padserve_queue_depth',
-      help: 'Rows waiting in the model version queue',
-      labelNames: ['model', 'version'],
-      registers,
-    });
-    this.dropped = new client.Counter({
-      name: 'padserve_queue_dropped_total',
-      help: 'Queued rows dropped before compute (deadline_exceeded, client_cancelled)',
-      labelNames: ['model', 'version', 'reason'],
-      registers,
-    });
-    this.loadSeconds = new client.Gauge({
-      name: 'padserve_model_load_seconds',
-      help: 'Session creation time of a model version',
-      labelNames: ['model', 'version'],
-      registers,
-    });
-    this.warmupSeconds = new client.Gauge({
-      name: 'padserve_model_warmup_seconds',
-      help: 'Warmup time of a model version',
-      labelNames: ['model', 'version'],
-      registers,
-    });
-    this.modelReady = new client.Gauge({
-      name: 'padserve_model_ready',
-      help: '1 when a model version takes requests',
-      labelNames: ['model', 'version'],
-      registers,
-    });
-    this.loadFailures = new client.Counter({
-      name: 'padserve_model_load_failures_total',
-      help: 'Loads / reloads that did not swap in, by reason (golden_accuracy_below_minimum, golden_set_unreadable, golden_set_empty, golden_unlabelled, load_error)',
-      labelNames: ['model', 'reason'],
-      registers,
-    });
+    this.batches = counter('padserve_batches_total', 'Executed batches by outcome', [
+      'model',
+      'version',
+      'outcome',
+    ]);
+    this.rows = counter(
+      'padserve_inference_rows_total',
+      'Request rows the model computed (warmup excluded)',
+      ['model', 'version'],
+    );
+    this.paddedTokens = counter(
+      'padserve_padded_tokens_total',
+      'Text models: padded tokens computed (bucket length × rows)',
+      ['model', 'version'],
+    );
+    this.queueDepth = gauge('padserve_queue_depth', 'Rows waiting in the model version queue', [
+      'model',
+      'version',
+    ]);
+    this.dropped = counter(
+      'padserve_queue_dropped_total',
+      'Queued rows dropped before compute (deadline_exceeded, client_cancelled)',
+      ['model', 'version', 'reason'],
+    );
+    this.loadSeconds = gauge('padserve_model_load_seconds', 'Session creation time of a model version', [
+      'model',
+      'version',
+    ]);
+    this.warmupSeconds = gauge('padserve_model_warmup_seconds', 'Warmup time of a model version', [
+      'model',
+      'version',
+    ]);
+    this.modelReady = gauge('padserve_model_ready', '1 when a model version takes requests', [
+      'model',
+      'version',
+    ]);
+    this.loadFailures = counter(
+      'padserve_model_load_failures_total',
+      'Loads / reloads that did not swap in, by reason (golden_accuracy_below_minimum, golden_set_unreadable, golden_set_empty, golden_unlabelled, load_error)',
+      ['model', 'reason'],
+    );
     this.inflight = new client.Gauge({
       name: 'padserve_inflight_requests',
       help: 'Inference requests being handled',
       registers,
     });
-    this.routerEntropy = new client.Gauge({
-      name: 'padserve_router_entropy',
-      help: 'PAD conv routers: entropy of π normalised by ln K (0 = one kernel, 1 = uniform), mean over sampled images (exponentially weighted over sampled batches)',
-      labelNames: ['model', 'version', 'layer'],
-      registers,
-    });
-    this.expertLoad = new client.Gauge({
-      name: 'padserve_expert_load',
-      help: 'PAD-MoE linears: fraction of sampled real tokens routed to each expert (sums to top-k per layer; exponentially weighted over sampled batches)',
-      labelNames: ['model', 'version', 'layer', 'expert'],
-      registers,
-    });
+    this.routerEntropy = gauge(
+      'padserve_router_entropy',
+      'PAD conv routers: entropy of π normalised by ln K (0 = one kernel, 1 = uniform), mean over sampled images (exponentially weighted over sampled batches)',
+      ['model', 'version', 'layer'],
+    );
+    this.expertLoad = gauge(
+      'padserve_expert_load',
+      'PAD-MoE linears: fraction of sampled real tokens routed to each expert (sums to top-k per layer; exponentially weighted over sampled batches)',
+      ['model', 'version', 'layer', 'expert'],
+    );
   }
 
   // ModelObserver

@@ -55,6 +55,19 @@ afterAll(async () => {
   repo?.cleanup();
 });
 
+const postJpeg = (query = '') =>
+  fetch(`${srv.url}/classify${query}`, {
+    method: 'POST',
+    body: new Uint8Array(jpeg),
+    headers: { 'content-type': 'image/jpeg' },
+  });
+const text = () =>
+  fetch(`${srv.url}/glue/mnli`, {
+    method: 'POST',
+    body: JSON.stringify({ premise: 'a man plays a guitar', hypothesis: 'music' }),
+    headers: { 'content-type': 'application/json' },
+  });
+
 const pct = (xs: number[], p: number) => {
   if (!xs.length) return NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -63,18 +76,7 @@ const pct = (xs: number[], p: number) => {
 
 describe('overload', () => {
   it(`${CLIENTS} closed-loop clients (3× saturation) for ${DURATION_MS} ms: 429s fast, accepted complete, one answer each`, async () => {
-    const image = () =>
-      fetch(`${srv.url}/classify?top_k=3`, {
-        method: 'POST',
-        body: new Uint8Array(jpeg),
-        headers: { 'content-type': 'image/jpeg' },
-      });
-    const text = () =>
-      fetch(`${srv.url}/glue/mnli`, {
-        method: 'POST',
-        body: JSON.stringify({ premise: 'a man plays a guitar', hypothesis: 'music' }),
-        headers: { 'content-type': 'application/json' },
-      });
+    const image = () => postJpeg('?top_k=3');
     const want = {
       image: JSON.stringify(((await (await image()).json()) as { predictions: unknown }).predictions),
       text: JSON.stringify(((await (await text()).json()) as { probabilities: unknown }).probabilities),
@@ -150,18 +152,7 @@ describe('overload', () => {
   }, 60_000);
 
   it('SIGTERM-style shutdown under load: readiness flips, in-flight requests complete, new ones get 503, clean within the grace', async () => {
-    const image = () =>
-      fetch(`${srv.url}/classify`, {
-        method: 'POST',
-        body: new Uint8Array(jpeg),
-        headers: { 'content-type': 'image/jpeg' },
-      });
-    const text = () =>
-      fetch(`${srv.url}/glue/mnli`, {
-        method: 'POST',
-        body: JSON.stringify({ premise: 'a man plays a guitar', hypothesis: 'music' }),
-        headers: { 'content-type': 'application/json' },
-      });
+    const image = () => postJpeg();
     // Closed-loop clients keep requests in flight until the signal: a fixed burst can finish between two polls
     // on a fast machine (the fixture models answer in milliseconds), which made this test wait for nothing.
     type Outcome = { status: number | 'refused'; after: boolean };

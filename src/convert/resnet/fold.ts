@@ -11,6 +11,7 @@
  * bias_b = β − sμ + Σ_k π_bk s ⊙ kernels_bias[k]. The router's fc2 weight and bias are divided by τ, so the graph
  * computes π = softmax(fc2'(relu(fc1(gap(x))))).
  */
+import type { ConvGeometry } from './reader.js';
 import type { BatchNorm, PadConv, PlainConv, ResNetSpec } from './spec.js';
 
 export const BN_EPS = 1e-5;
@@ -38,13 +39,7 @@ export interface DynamicPart {
   router: Router;
 }
 
-export interface FoldedConv {
-  name: string;
-  outChannels: number;
-  inChannels: number;
-  kernel: number;
-  stride: number;
-  padding: number;
+export interface FoldedConv extends ConvGeometry {
   /** (O, I, k, k): the static part S (a plain conv: its whole BN-folded weight). Zero at dynamic entries. */
   weight: Float32Array;
   /** (O): β − sμ (plus a plain conv's own bias). */

@@ -14,8 +14,8 @@ export interface BatchNorm {
   variance: Float32Array;
 }
 
-/** A PAD dynamic convolution's checkpoint tensors (views, not copies). */
-export interface PadConv {
+/** A square convolution's geometry, shared by the checkpoint's and the folded forms. */
+export interface ConvGeometry {
   /** Canonical name without any `module.` prefix, e.g. `layer2.layers.0.conv2`. */
   name: string;
   outChannels: number;
@@ -23,6 +23,10 @@ export interface PadConv {
   kernel: number;
   stride: number;
   padding: number;
+}
+
+/** A PAD dynamic convolution's checkpoint tensors (views, not copies). */
+export interface PadConv extends ConvGeometry {
   kernels: number;
   hidden: number;
   /** Θ_k, (K, O, I, k, k). */

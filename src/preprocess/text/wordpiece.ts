@@ -62,43 +62,24 @@ export class WordPiece {
   /** Appends the ids of one (basic-tokenized) word to `out`; returns `out`. */
   encodeWord(word: string, out: number[]): number[] {
     if (word.length === 0) return out;
-    if (hasSurrogate(word)) return this.encodeWide(word, out);
-    const n = word.length;
-    if (n > this.maxInputCharsPerWord) {
-      out.push(this.unkId);
-      return out;
+    if (!hasSurrogate(word)) {
+      const n = word.length;
+      return this.greedy(n, (s, e) => (s === 0 && e === n ? word : word.slice(s, e)), out);
     }
-    const mark = out.length;
-    const maxPiece = this.maxPiece;
-    let start = 0;
-    while (start < n) {
-      const map = start === 0 ? this.initial : this.continuation;
-      let end = Math.min(n, start + maxPiece);
-      let id: number | undefined;
-      while (end > start) {
-        id = map.get(start === 0 && end === n ? word : word.slice(start, end));
-        if (id !== undefined) break;
-        end--;
-      }
-      if (id === undefined) {
-        out.length = mark;
-        out.push(this.unkId);
-        return out;
-      }
-      out.push(id);
-      start = end;
-    }
-    return out;
-  }
-
-  /** The same on code-point boundaries, for words with astral characters. */
-  private encodeWide(word: string, out: number[]): number[] {
+    // Words with astral characters: the same on code-point boundaries.
     const bounds: number[] = [0];
     for (let i = 0; i < word.length;) {
       i += word.codePointAt(i)! > 0xffff ? 2 : 1;
       bounds.push(i);
     }
-    const n = bounds.length - 1;
+    return this.greedy(bounds.length - 1, (s, e) => word.slice(bounds[s], bounds[e]), out);
+  }
+
+  /**
+   * Longest-match-first over a word of `n` characters, `piece(s, e)` being characters s..e: the whole word
+   * becomes [UNK] when it is too long or a position has no match (as HF's WordPiece does).
+   */
+  private greedy(n: number, piece: (start: number, end: number) => string, out: number[]): number[] {
     if (n > this.maxInputCharsPerWord) {
       out.push(this.unkId);
       return out;
@@ -110,7 +91,7 @@ export class WordPiece {
       let end = Math.min(n, start + this.maxPiece);
       let id: number | undefined;
       while (end > start) {
-        id = map.get(word.slice(bounds[start], bounds[end]));
+        id = map.get(piece(start, end));
         if (id !== undefined) break;
         end--;
       }
