@@ -198,6 +198,9 @@ afterAll(async () => {
   say(`times: ${JSON.stringify(times)}`);
 }, 120_000);
 
+/** A throwaway container with no network, as root (the app files are root's). */
+const offlineAsRoot = ['run', '--rm', '--network', 'none', '--user', '0'];
+
 describe('the CPU image in a real container', () => {
   it('was built from a small context holding only the app files (.dockerignore) and ships only the runtime set', () => {
     // node_modules alone is ~700 MB here; the context measured 1.45 MB (docs/deploy.md).
@@ -303,12 +306,7 @@ describe('the CPU image in a real container', () => {
     // A throwaway container as root (the app files are root's): empty provider files make deviceAvailable say
     // yes, and creating the session on CUDA then fails and falls back, as on a host without a working CUDA.
     const tried = dockerOk([
-      'run',
-      '--rm',
-      '--network',
-      'none',
-      '--user',
-      '0',
+      ...offlineAsRoot,
       '-v',
       `${repo}:/models:ro`,
       '--entrypoint',
@@ -342,21 +340,7 @@ describe('the CPU image in a real container', () => {
     )?.[1];
     expect(step).toBeDefined();
     // --network none: the script's first request (the NuGet feed index) fails at name resolution, on any machine.
-    const r = docker([
-      'run',
-      '--rm',
-      '--network',
-      'none',
-      '--user',
-      '0',
-      '--workdir',
-      '/app',
-      '--entrypoint',
-      'sh',
-      IMAGE,
-      '-c',
-      step!,
-    ]);
+    const r = docker([...offlineAsRoot, '--workdir', '/app', '--entrypoint', 'sh', IMAGE, '-c', step!]);
     expect(r.status).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/node \.\/script\/install[\s\S]*api\.nuget\.org/);
   });
