@@ -9,7 +9,6 @@ export default tseslint.config(
       'data/**',
       'scratch/**',
       'bench/results/**',
-      'loadtest/results/**',
       '.cache/**',
     ],
   },

@@ -2,7 +2,7 @@
  * `npm run bench`: the quick versions of every comparison plus the model benchmarks, within a time budget
  * (default 5 minutes on 2 cores, not counting a first-time model build), written as one small report:
  * docs/bench/REPORT.md by default (the committed one; the model benchmarks write docs/bench/resnet.md and
- * bert.md next to it) and loadtest/results/bench-<time>.{json,md,svg}.
+ * bert.md next to it) and bench/results/bench-<time>.{json,md,svg}.
  *
  * Servers: "batching on" (PAD ResNet-50 + PAD BERT mnli/sst2) carries the traffic sweeps, the mixed point, the
  * HTTP side of the overhead comparison, the PAD side of the model comparison and the rate search; "batching off"
@@ -347,7 +347,7 @@ const USAGE = `usage: npm run bench [-- --full] [--budget S] [--report PATH] [--
   --full              full sweeps and durations (tens of minutes) instead of the quick ones
   --budget S          stop starting new phases after S seconds (default 300, full 3600)
   --report PATH       report file (default docs/bench/REPORT.md, the committed one, next to the model
-                      benchmarks' docs/bench/resnet.md and bert.md; with --tiny loadtest/results/REPORT.md)
+                      benchmarks' docs/bench/resnet.md and bert.md; with --tiny bench/results/REPORT.md)
   --tiny              smoke run with the tiny fixture models (checks the pipeline; numbers compare nothing)
   --no-model-benches  skip padserve bench resnet|bert`;
 

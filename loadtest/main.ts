@@ -1,6 +1,6 @@
 /**
  * `npm run loadtest -- <scenario> [options]`: load tests of padserve on this machine (loopback only), with
- * autocannon (closed loop) and a Poisson client (open loop). Results: loadtest/results/<name>.{json,md,svg}.
+ * autocannon (closed loop) and a Poisson client (open loop). Results: bench/results/<name>.{json,md,svg}.
  * See docs/loadtest.md.
  */
 import { join } from 'node:path';

@@ -14,7 +14,7 @@ function findRoot(): string {
 }
 
 export const REPO_ROOT = findRoot();
-export const RESULTS_DIR = join(REPO_ROOT, 'loadtest', 'results');
+export const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
 export const BENCH_CACHE = join(REPO_ROOT, '.cache', 'bench');
 export const PADSERVE_BIN = join(REPO_ROOT, 'bin', 'padserve.js');
 /** The repository's test fixtures (test/fixtures/README.md): tiny PAD-Net checkpoints and photos. */

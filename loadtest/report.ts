@@ -149,7 +149,7 @@ export interface ReportFiles {
   svgs: string[];
 }
 
-/** Writes `<name>.json`, `<name>.md` and the SVG chart(s) under loadtest/results/ (or `dir`). */
+/** Writes `<name>.json`, `<name>.md` and the SVG chart(s) under bench/results/ (or `dir`). */
 export function writeLoadtestReport(r: LoadtestReport, dir = RESULTS_DIR): ReportFiles {
   const paths = writeReport(dir, r.name, r, reportMarkdown(r));
   const svgs = [writeChart(join(dir, `${r.name}.svg`), r.series, r.title)];

@@ -1,4 +1,4 @@
-/** The result format of every load test (JSON under loadtest/results/, read back by `--compare`). */
+/** The result format of every load test (JSON under bench/results/, read back by `--compare`). */
 import type { MachineInfo } from '../src/bench/measure.js';
 
 export interface LatencyMs {
