@@ -5,7 +5,7 @@
 import { softmax, topK, type Prediction } from '../model/decode.js';
 import { invalidInput, ServeError } from '../observability/errors.js';
 import { isQueueFull } from '../preprocess/preprocess-pool.js';
-import { familyOf } from '../repository/family.js';
+import { familyOf, imageCard } from '../repository/family.js';
 import { runTask, type TaskResult } from './task.js';
 import type { InferenceContext, InferTrack } from './v2-context.js';
 
@@ -33,8 +33,7 @@ export function classifyImage(
     // A model whose queue is already full refuses at once, before the image costs a decode.
     admitRows: 1,
     async rows(model) {
-      const card = model.card;
-      if (card.family !== 'resnet') throw new Error('not an image model');
+      const card = imageCard(model.card);
       try {
         // The request's signal: a client that goes away takes its image out of the preprocessing queue.
         const { data } = await ctx.preprocess.image(req.bytes, card.preprocess, track.signal);

@@ -11,6 +11,7 @@
 import type { ImageRow, Row, TokenRow } from '../batching/collate.js';
 import type { ModelCard } from '../model/card.js';
 import { invalidInput } from '../observability/errors.js';
+import { imageCard, textCard } from '../repository/family.js';
 import { imageRowShape, type ServedModel } from '../repository/model.js';
 import { checkText, tokenRow } from './text.js';
 import type { DecodedTensor } from './v2-codec.js';
@@ -29,8 +30,8 @@ function batchOf(t: DecodedTensor, rank: number, maxRows: number): number {
   return n;
 }
 
-export function imageRows(card: ModelCard, inputs: DecodedTensor[], maxRows: number): Row[] {
-  if (card.family !== 'resnet') throw new Error('not an image model');
+export function imageRows(model: ModelCard, inputs: DecodedTensor[], maxRows: number): Row[] {
+  const card = imageCard(model);
   const spec = card.inputs[0]!;
   const t = inputs.find((x) => x.name === spec.name);
   const extra = inputs.find((x) => x.name !== spec.name);
@@ -79,8 +80,7 @@ export function imageRows(card: ModelCard, inputs: DecodedTensor[], maxRows: num
 }
 
 export function tensorTokenRows(model: ServedModel, inputs: DecodedTensor[], maxRows: number): Row[] {
-  const card = model.card;
-  if (card.family !== 'bert') throw new Error('not a text model');
+  const card = textCard(model.card);
   const byRole = {
     ids: null as DecodedTensor | null,
     mask: null as DecodedTensor | null,

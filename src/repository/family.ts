@@ -126,3 +126,15 @@ const FAMILIES: { [F in ModelCard['family']]: ModelFamily<Extract<ModelCard, { f
 export function familyOf(card: ModelCard): ModelFamily {
   return FAMILIES[card.family] as ModelFamily;
 }
+
+/** The card of a model that takes image rows (callers checked `rowKind` first: this narrows the type). */
+export function imageCard(card: ModelCard): ResNetCard {
+  if (card.family !== 'resnet') throw new Error(`${card.family} is not an image model family`);
+  return card;
+}
+
+/** The card of a model that takes token rows (callers checked `rowKind` first: this narrows the type). */
+export function textCard(card: ModelCard): BertCard {
+  if (card.family !== 'bert') throw new Error(`${card.family} is not a text model family`);
+  return card;
+}
