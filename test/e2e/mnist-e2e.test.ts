@@ -15,11 +15,12 @@ import { IMAGENET_PREPROCESS, type ResNetCard } from '../../src/model/card.js';
 import { readModelCard } from '../../src/model/folder.js';
 import { validatePreprocess } from '../../src/convert/resnet/card.js';
 import { checkLoopbackUrl, evaluate, formatResult } from '../../src/cli/eval.js';
-import { CLI, PADNET_FIXTURES, REPO_ROOT } from '../support/paths.js';
+import { CLI, REPO_ROOT } from '../support/paths.js';
+import { convertMnistExample, MNIST_FIXTURE, MNIST_PREPROCESS } from '../support/mnist-model.js';
 import { startTestServer, writeServing, type TestServer } from '../support/server.js';
 import { scaledMs } from '../support/time-limits.js';
 
-const FIX = join(PADNET_FIXTURES, 'resnet-mnist');
+const FIX = MNIST_FIXTURE;
 const SAMPLES = join(FIX, 'samples');
 const fixture = JSON.parse(readFileSync(join(FIX, 'fixture.json'), 'utf8')) as {
   samples: { files: string[]; labels: number[] };
@@ -69,18 +70,7 @@ let srv: TestServer;
 
 beforeAll(async () => {
   repo = mkdtempSync(join(tmpdir(), 'padserve-mnist-'));
-  const { convertCommand } = await import('../../src/convert/resnet/command.js');
-  const log = console.log;
-  console.log = () => undefined;
-  try {
-    await convertCommand(join(FIX, 'model.safetensors'), join(repo, MODEL, '1'), {
-      name: MODEL,
-      preprocessFile: join(EXAMPLES, 'mnist-preprocess.json'),
-      labelsFile: join(EXAMPLES, 'mnist-labels.txt'),
-    });
-  } finally {
-    console.log = log;
-  }
+  await convertMnistExample('model.safetensors', join(repo, MODEL, '1'), MODEL);
   writeServing(repo, MODEL, { max_batch_size: 8, max_queue_delay_ms: 2 });
   srv = await startTestServer(repo, { defaultImageModel: MODEL });
 }, scaledMs(12_000));
@@ -96,15 +86,7 @@ describe('example preprocessing and label files', () => {
       JSON.parse(readFileSync(join(EXAMPLES, 'mnist-preprocess.json'), 'utf8')),
       'mnist',
     );
-    expect(mnist).toEqual({
-      size: 32,
-      resize: 'direct',
-      kernel: 'pil-bilinear',
-      channels: 'rgb',
-      mean: [0.1307, 0.1307, 0.1307],
-      std: [0.3081, 0.3081, 0.3081],
-      scale: 1 / 255,
-    });
+    expect(mnist).toEqual(MNIST_PREPROCESS);
     const imagenet = validatePreprocess(
       JSON.parse(readFileSync(join(EXAMPLES, 'imagenet-preprocess.json'), 'utf8')),
       'imagenet',

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InferencePool } from '../../src/runtime/inference-pool.js';
-import { ModelSession } from '../../src/runtime/session.js';
+import { ModelSession, type ExecutionDevice } from '../../src/runtime/session.js';
 import { fixtureRepository, IMAGE_MODEL, type FixtureRepo } from '../support/server.js';
 
 let repo: FixtureRepo;
@@ -24,6 +24,17 @@ const input = (seed: number) => {
   return data;
 };
 
+/** One instance of the fixture image model on `on`, one intra-op thread, weights loaded (not memory-mapped). */
+const loadImageModel = (on: InferencePool, key: string, device: ExecutionDevice = 'cpu') =>
+  on.load({
+    key,
+    dir: join(repo.dir, IMAGE_MODEL, '1'),
+    device,
+    intraOpThreads: 1,
+    shareWeights: false,
+    weightBytes: 1,
+  });
+
 beforeAll(async () => {
   repo = await fixtureRepository();
   pool = await InferencePool.start({ size: 2, runTimeoutMs: 60_000, log });
@@ -37,14 +48,7 @@ afterAll(async () => {
 describe('InferencePool', () => {
   it('runs a model in a worker thread with the same answer as an in-process session, transferring the input', async () => {
     const dir = join(repo.dir, IMAGE_MODEL, '1');
-    const h = await pool.load({
-      key: 'a',
-      dir,
-      device: 'cpu',
-      intraOpThreads: 1,
-      shareWeights: false,
-      weightBytes: 1,
-    });
+    const h = await loadImageModel(pool, 'a');
     const local = await ModelSession.load(dir, { intraOpThreads: 1 });
     const x = input(1);
     const want = (
@@ -60,28 +64,14 @@ describe('InferencePool', () => {
   });
 
   it('falls back to the CPU with one log line when cuda is asked for and unavailable', async () => {
-    const h = await pool.load({
-      key: 'cuda',
-      dir: join(repo.dir, IMAGE_MODEL, '1'),
-      device: 'cuda',
-      intraOpThreads: 1,
-      shareWeights: false,
-      weightBytes: 1,
-    });
+    const h = await loadImageModel(pool, 'cuda', 'cuda');
     expect(h.device).toBe('cpu');
     expect(logs.filter((l) => /device cuda .*falling back to cpu/.test(l))).toHaveLength(1);
     await h.release();
   });
 
   it('replaces a crashed worker: in-flight calls fail with worker_failed (503), its models load again', async () => {
-    const h = await pool.load({
-      key: 'b',
-      dir: join(repo.dir, IMAGE_MODEL, '1'),
-      device: 'cpu',
-      intraOpThreads: 1,
-      shareWeights: false,
-      weightBytes: 1,
-    });
+    const h = await loadImageModel(pool, 'b');
     // A long batch (the graph runs per sample: 48 runs), so that the crash lands while it is computing.
     const x = new Float32Array(48 * 3 * 224 * 224).fill(0.5);
     const inflight = h.run({ pixel_values: { dtype: 'float32', shape: [48, 3, 224, 224], data: x } });
@@ -97,14 +87,7 @@ describe('InferencePool', () => {
   it('treats a run past the run timeout as a hung worker: fails it with 503 and replaces the worker', async () => {
     const strict = await InferencePool.start({ size: 1, runTimeoutMs: 5, log });
     try {
-      const h = await strict.load({
-        key: 'slow',
-        dir: join(repo.dir, IMAGE_MODEL, '1'),
-        device: 'cpu',
-        intraOpThreads: 1,
-        shareWeights: false,
-        weightBytes: 1,
-      });
+      const h = await loadImageModel(strict, 'slow');
       const x = new Float32Array(48 * 3 * 224 * 224).fill(0.5); // 48 per-sample runs: far beyond 5 ms
       await expect(
         h.run({ pixel_values: { dtype: 'float32', shape: [48, 3, 224, 224], data: x } }),

@@ -18,11 +18,11 @@ import { synthesizeBert, synthesizeGlueSuite } from '../../src/synth/bert.js';
 import { floatTensor } from '../../src/tensor.js';
 import { tokenBatch } from '../support/bert-reference.js';
 import { PADNET_FIXTURES } from '../support/paths.js';
+import { compare, type Tolerance as Tol } from '../support/resnet-fixtures.js';
 
 const FIXTURE = join(PADNET_FIXTURES, 'bert-tiny');
 const fixture = JSON.parse(readFileSync(join(FIXTURE, 'fixture.json'), 'utf8'));
 const [B, L] = fixture.inputs.input_ids.shape as [number, number];
-type Tol = { atol: number; rtol: number };
 
 function binary<T>(file: string, Ctor: new (b: ArrayBuffer) => T): T {
   const b = readFileSync(join(FIXTURE, file));
@@ -71,16 +71,6 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return worst;
 }
 
-function worstRatio(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tol): number {
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++)
-    worst = Math.max(
-      worst,
-      Math.abs(actual[i]! - expected[i]!) / (tol.atol + tol.rtol * Math.abs(expected[i]!)),
-    );
-  return worst;
-}
-
 function tokenInputs(lengths: number[], width: number, seed: number): Inputs {
   const t = tokenBatch(lengths, 30522, width, seed);
   return {
@@ -105,8 +95,8 @@ describe('bert-tiny fixture through the CUDA form (CPU EP)', () => {
     const expected = binary('expected.bin', Float32Array);
     const strict = fixture.tolerance_strict.logits as Tol;
     const ratios = {
-      cpu: worstRatio(cpu.logits!, expected, strict),
-      cuda: worstRatio(cuda.logits!, expected, strict),
+      cpu: compare(cpu.logits!, expected, strict).worstRatio,
+      cuda: compare(cuda.logits!, expected, strict).worstRatio,
     };
     const diff = maxAbsDiff(cuda.logits!, cpu.logits!);
     console.log(

@@ -19,12 +19,12 @@ import { ModelSession, type Feeds } from '../../src/runtime/session.js';
 import { int64Tensor, type HostTensor } from '../../src/tensor.js';
 import { bertReference } from '../support/bert-reference.js';
 import { CLI, PADNET_FIXTURES } from '../support/paths.js';
+import { compare, type Tolerance as Tol } from '../support/resnet-fixtures.js';
 
 const FIXTURE = join(PADNET_FIXTURES, 'bert-tiny');
 const fixture = JSON.parse(readFileSync(join(FIXTURE, 'fixture.json'), 'utf8'));
 const config = JSON.parse(readFileSync(join(FIXTURE, 'config.json'), 'utf8')) as BertConfigJson;
 const [B, L] = fixture.inputs.input_ids.shape as [number, number];
-type Tol = { atol: number; rtol: number };
 
 function raw(file: string): Buffer {
   return readFileSync(join(FIXTURE, file));
@@ -45,20 +45,9 @@ const inputs = {
 };
 const feeds: Feeds = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, int64Tensor(v, [B, L])]));
 
-/** Largest |a − e| / (atol + rtol·|e|): passes when < 1. */
-function worstRatio(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tol): number {
-  expect(actual.length).toBe(expected.length);
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++)
-    worst = Math.max(
-      worst,
-      Math.abs(actual[i]! - expected[i]!) / (tol.atol + tol.rtol * Math.abs(expected[i]!)),
-    );
-  return worst;
-}
-
+/** Passes when the worst |a − e| / (atol + rtol·|e|) is < 1; `compare` throws on a length mismatch. */
 function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tol, what: string): void {
-  const r = worstRatio(actual, expected, tol);
+  const r = compare(actual, expected, tol).worstRatio;
   expect(r, `${what}: worst |a−e|/(atol+rtol·|e|) = ${r}`).toBeLessThan(1);
 }
 

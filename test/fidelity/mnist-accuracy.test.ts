@@ -13,10 +13,10 @@ import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluate, formatResult } from '../../src/cli/eval.js';
-import { PADNET_FIXTURES, REPO_ROOT } from '../support/paths.js';
+import { convertMnistExample, MNIST_FIXTURE } from '../support/mnist-model.js';
 import { startTestServer, writeServing, type TestServer } from '../support/server.js';
 
-const FIX = join(PADNET_FIXTURES, 'resnet-mnist');
+const FIX = MNIST_FIXTURE;
 const fixture = JSON.parse(readFileSync(join(FIX, 'fixture.json'), 'utf8')) as {
   data: { files: Record<string, { sha256: string; samples: number }> };
   accuracy: { test_png_correct: number; test_images: number; per_class: Record<string, number> };
@@ -52,18 +52,7 @@ async function writeTestSplit(folder: string): Promise<void> {
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'padserve-mnist-acc-'));
   const repo = join(root, 'models');
-  const { convertCommand } = await import('../../src/convert/resnet/command.js');
-  const log = console.log;
-  console.log = () => undefined;
-  try {
-    await convertCommand(join(FIX, 'model.pth.tar'), join(repo, MODEL, '1'), {
-      name: MODEL,
-      preprocessFile: join(REPO_ROOT, 'examples/mnist-preprocess.json'),
-      labelsFile: join(REPO_ROOT, 'examples/mnist-labels.txt'),
-    });
-  } finally {
-    console.log = log;
-  }
+  await convertMnistExample('model.pth.tar', join(repo, MODEL, '1'), MODEL);
   writeServing(repo, MODEL, { max_batch_size: 16, max_queue_delay_ms: 2, max_queue_size: 64 });
   await writeTestSplit(join(root, 'test'));
   srv = await startTestServer(repo, { defaultImageModel: MODEL });

@@ -24,6 +24,7 @@ import {
   randomResNetStateDict,
   type RandomResNetOptions,
 } from '../support/resnet-fixtures.js';
+import { MNIST_PREPROCESS } from '../support/mnist-model.js';
 import { referenceForward } from '../support/resnet-reference.js';
 import { writeTorchZip, type ExtraValue } from '../support/torch-writer.js';
 
@@ -381,15 +382,7 @@ describe('convert options', () => {
     const labels = join(tmp, 'labels.txt');
     writeFileSync(labels, 'cat\ndog\nbird\n');
     const pre = join(tmp, 'pre.json');
-    const spec = {
-      size: 32,
-      resize: 'direct',
-      kernel: 'pil-bilinear',
-      channels: 'rgb',
-      mean: [0.5, 0.5, 0.5],
-      std: [0.25, 0.25, 0.25],
-      scale: 1 / 255,
-    };
+    const spec = { ...MNIST_PREPROCESS, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] };
     writeFileSync(pre, JSON.stringify(spec));
     const lines: string[] = [];
     console.log = (...a: unknown[]) => lines.push(a.join(' '));
@@ -420,11 +413,11 @@ describe('convert options', () => {
     const pre = join(tmp, 'pre2.json');
     writeFileSync(
       pre,
+      // valid but for the kernel
       JSON.stringify({
+        ...MNIST_PREPROCESS,
         size: 224,
-        resize: 'direct',
         kernel: 'lanczos',
-        channels: 'rgb',
         mean: [0, 0, 0],
         std: [1, 1, 1],
         scale: 1,

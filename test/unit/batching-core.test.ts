@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Batcher } from '../../src/batching/batcher.js';
+import { Batcher, type BatchExecutor, type BatcherOptions } from '../../src/batching/batcher.js';
 import type { BatchEvent } from '../../src/observability/events.js';
 import { CountPolicy, TokenBudgetPolicy } from '../../src/batching/policy.js';
 import { RequestQueue, type Clock, type QueueEntry } from '../../src/batching/queue.js';
@@ -48,6 +48,26 @@ function manualExecutor() {
   const exec = (payloads: number[]) =>
     new Promise<number[]>((resolve, reject) => calls.push({ payloads, resolve, reject }));
   return { exec, calls };
+}
+
+/**
+ * The batcher these tests drive: model 'm', a count policy of `maxBatchSize`, room for 100 queued, no queue delay
+ * unless `more` sets one, on the hand-driven clock.
+ */
+function countBatcher(
+  execs: BatchExecutor<number, number>[],
+  clock: FakeClock,
+  maxBatchSize: number,
+  more: Partial<BatcherOptions> = {},
+): Batcher<number, number> {
+  return new Batcher<number, number>(execs, {
+    name: 'm',
+    policy: new CountPolicy(maxBatchSize),
+    maxQueueSize: 100,
+    maxQueueDelayMs: 0,
+    clock,
+    ...more,
+  });
 }
 
 describe('RequestQueue', () => {
@@ -212,13 +232,7 @@ describe('Batcher', () => {
   it('dispatches at once when free and batches what arrives while busy (pipeline depth 1)', async () => {
     const clock = new FakeClock();
     const { exec, calls } = manualExecutor();
-    const b = new Batcher<number, number>([exec], {
-      name: 'm',
-      policy: new CountPolicy(4),
-      maxQueueSize: 100,
-      maxQueueDelayMs: 0,
-      clock,
-    });
+    const b = countBatcher([exec], clock, 4);
     const first = b.submit([{ payload: 1, length: 1 }], { deadline: 1e9 });
     expect(calls.length).toBe(1);
     const rest = [2, 3, 4, 5, 6].map((x) => b.submit([{ payload: x, length: 1 }], { deadline: 1e9 }));
@@ -241,13 +255,7 @@ describe('Batcher', () => {
   it('holds a partial batch for max_queue_delay_ms, and sends a full one at once', async () => {
     const clock = new FakeClock();
     const { exec, calls } = manualExecutor();
-    const b = new Batcher<number, number>([exec], {
-      name: 'm',
-      policy: new CountPolicy(3),
-      maxQueueDelayMs: 10,
-      maxQueueSize: 100,
-      clock,
-    });
+    const b = countBatcher([exec], clock, 3, { maxQueueDelayMs: 10 });
     void b.submit([{ payload: 1, length: 1 }], { deadline: 1e9 });
     clock.advance(5);
     void b.submit([{ payload: 2, length: 1 }], { deadline: 1e9 });
@@ -272,13 +280,7 @@ describe('Batcher', () => {
   it('routes results back by position and fails the whole batch on a row-count mismatch', async () => {
     const clock = new FakeClock();
     const { exec, calls } = manualExecutor();
-    const b = new Batcher<number, number>([exec], {
-      name: 'm',
-      policy: new CountPolicy(8),
-      maxQueueDelayMs: 0,
-      maxQueueSize: 100,
-      clock,
-    });
+    const b = countBatcher([exec], clock, 8);
     const p = b.submit([{ payload: 1, length: 1 }], { deadline: 1e9 });
     calls[0]!.resolve([1, 2]);
     await expect(p).rejects.toMatchObject({ code: 'batch_result_mismatch', status: 500 });
@@ -289,14 +291,7 @@ describe('Batcher', () => {
     const a = manualExecutor();
     const c = manualExecutor();
     const events: BatchEvent[] = [];
-    const b = new Batcher<number, number>([a.exec, c.exec], {
-      name: 'm',
-      policy: new CountPolicy(2),
-      maxQueueDelayMs: 0,
-      maxQueueSize: 100,
-      clock,
-      onBatch: (e) => events.push(e),
-    });
+    const b = countBatcher([a.exec, c.exec], clock, 2, { onBatch: (e) => events.push(e) });
     const ps = [1, 2, 3].map((x) => b.submit([{ payload: x, length: 1 }], { deadline: 1e9 }));
     expect(a.calls.length + c.calls.length).toBe(2);
     a.calls[0]!.resolve(a.calls[0]!.payloads.map((x) => x * 10));
@@ -312,13 +307,7 @@ describe('Batcher', () => {
   it('never runs a cancelled or expired entry, and close() fails what is queued', async () => {
     const clock = new FakeClock();
     const { exec, calls } = manualExecutor();
-    const b = new Batcher<number, number>([exec], {
-      name: 'm',
-      policy: new CountPolicy(8),
-      maxQueueDelayMs: 0,
-      maxQueueSize: 100,
-      clock,
-    });
+    const b = countBatcher([exec], clock, 8);
     const busy = b.submit([{ payload: 0, length: 1 }], { deadline: 1e9 });
     const ac = new AbortController();
     const cancelled = b.submit([{ payload: 1, length: 1 }], { deadline: 1e9, signal: ac.signal });

@@ -29,10 +29,14 @@ import {
   photoLike,
   pngWithClaimedSize,
 } from '../support/images.js';
+import { MNIST_PREPROCESS } from '../support/mnist-model.js';
 
 const IMAGES = IMAGE_FIXTURES;
 const MNIST = join(PADNET_FIXTURES, 'resnet-mnist');
 const LIMITS = { maxInputPixels: 40_000_000 };
+/** Encodes raw samples as a PNG and decodes it back under the default limits. */
+const decodePng = (png: Parameters<typeof encodePng>[0]): Promise<DecodedImage> =>
+  decodeImage(encodePng(png), LIMITS);
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const f32 = (path: string): Float32Array => {
@@ -236,20 +240,11 @@ describe('resnet-mnist samples', () => {
     };
     const files = fixture.samples.files;
     expect(files).toHaveLength(30);
-    const spec: ImagePreprocessSpec = {
-      size: 32,
-      resize: 'direct',
-      kernel: 'pil-bilinear',
-      channels: 'rgb',
-      mean: [0.1307, 0.1307, 0.1307],
-      std: [0.3081, 0.3081, 0.3081],
-      scale: 1 / 255,
-    };
     const chws: Float32Array[] = [];
     for (const f of files) {
       const decoded = await decodeImage(readFileSync(join(MNIST, f)), LIMITS);
       expect([decoded.width, decoded.height]).toEqual([28, 28]);
-      chws.push(preprocessImage(decoded, spec));
+      chws.push(preprocessImage(decoded, MNIST_PREPROCESS));
     }
     const batch = stackImages(chws, 32);
     expect(batch.shape).toEqual([30, 3, 32, 32]);
@@ -275,10 +270,7 @@ describe('decodeImage', () => {
 
   it('replicates grayscale to 3 channels exactly', async () => {
     const gray = pattern(13, 7, 1);
-    const img = await decodeImage(
-      encodePng({ width: 13, height: 7, bitDepth: 8, colorType: 0, samples: gray }),
-      LIMITS,
-    );
+    const img = await decodePng({ width: 13, height: 7, bitDepth: 8, colorType: 0, samples: gray });
     expect([img.width, img.height, img.channels, img.hadAlpha, img.format]).toEqual([13, 7, 3, false, 'png']);
     for (let i = 0; i < gray.length; i++)
       expect(px(img, i % 13, Math.floor(i / 13))).toEqual([gray[i], gray[i], gray[i]]);
@@ -293,14 +285,8 @@ describe('decodeImage', () => {
       rgba.set([(i * 37) & 255, (i * 11) & 255, (i * 5 + 100) & 255, (i * 53) & 255], i * 4);
       ga.set([(i * 29) & 255, i % 3 === 0 ? 0 : 128], i * 2);
     }
-    const a = await decodeImage(
-      encodePng({ width: w, height: h, bitDepth: 8, colorType: 6, samples: rgba }),
-      LIMITS,
-    );
-    const b = await decodeImage(
-      encodePng({ width: w, height: h, bitDepth: 8, colorType: 4, samples: ga }),
-      LIMITS,
-    );
+    const a = await decodePng({ width: w, height: h, bitDepth: 8, colorType: 6, samples: rgba });
+    const b = await decodePng({ width: w, height: h, bitDepth: 8, colorType: 4, samples: ga });
     expect(a.hadAlpha).toBe(true);
     expect(b.hadAlpha).toBe(true);
     for (let i = 0; i < w * h; i++) {
@@ -336,14 +322,8 @@ describe('decodeImage', () => {
     const h = 4;
     const rgb16 = Array.from({ length: w * h * 3 }, (_, i) => (i * 2111 + 77) % 65536);
     const g16 = Array.from({ length: w * h }, (_, i) => (i * 1777 + 300) % 65536);
-    const a = await decodeImage(
-      encodePng({ width: w, height: h, bitDepth: 16, colorType: 2, samples: rgb16 }),
-      LIMITS,
-    );
-    const b = await decodeImage(
-      encodePng({ width: w, height: h, bitDepth: 16, colorType: 0, samples: g16 }),
-      LIMITS,
-    );
+    const a = await decodePng({ width: w, height: h, bitDepth: 16, colorType: 2, samples: rgb16 });
+    const b = await decodePng({ width: w, height: h, bitDepth: 16, colorType: 0, samples: g16 });
     expect(Array.from(a.data)).toEqual(rgb16.map((v) => v >> 8));
     expect(Array.from(b.data)).toEqual(g16.flatMap((v) => [v >> 8, v >> 8, v >> 8]));
   });
