@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { readModelCard } from '../src/model/folder.js';
 import type { ResNetCard } from '../src/model/card.js';
 import { connectInference } from '../src/grpc/client.js';
+import { bytesElements } from '../src/inference/v2-codec.js';
 import { imageToTensor } from '../src/preprocess/image.js';
 import { bertModel, ensureModel, resnetModel } from './repo.js';
 import type { RequestSpec } from './closed.js';
@@ -39,17 +40,6 @@ interface Workload {
   grpc: GrpcRequestSpec[];
   httpTarget: string;
   grpcTarget: string;
-}
-
-function bytesElements(items: string[]): Buffer {
-  return Buffer.concat(
-    items.flatMap((s) => {
-      const b = Buffer.from(s, 'utf8');
-      const len = Buffer.alloc(4);
-      len.writeUInt32LE(b.length);
-      return [len, b];
-    }),
-  );
 }
 
 async function imageWorkload(model: string, log: CompareOptions['log']): Promise<Workload> {

@@ -23,6 +23,7 @@ import {
   type ServingDefaults,
 } from '../../src/repository/serving.js';
 import { PADNET_FIXTURES, REPO_ROOT } from '../support/paths.js';
+import { SERVING_DEFAULTS } from '../support/serving-defaults.js';
 import { metrics, metricValue, startTestServer, writeServing, type TestServer } from '../support/server.js';
 
 const FIX = join(PADNET_FIXTURES, 'resnet-mnist');
@@ -33,16 +34,7 @@ const BAD = 'mnist-imagenet';
 const GOLDEN = { folder: 'golden/', min_accuracy: 0.95 };
 const TOKEN = 'golden-test-token';
 
-const DEFAULTS: ServingDefaults = {
-  max_batch_size: 8,
-  max_queue_delay_ms: 2,
-  max_queue_size: 64,
-  instances: 1,
-  max_batch_tokens: 4096,
-  length_buckets: [16, 32],
-  warmup: 'buckets',
-  weights: 'auto',
-};
+const DEFAULTS: ServingDefaults = { ...SERVING_DEFAULTS, warmup: 'buckets' };
 
 describe('serving.json golden field', () => {
   const parse = (golden: unknown) => parseServingConfig({ golden }, DEFAULTS, 'serving.json');

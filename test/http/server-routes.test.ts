@@ -3,7 +3,7 @@
  * `{error, code, error_type}` (never a stack trace), and the OpenAPI document covers the routes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, InjectOptions } from 'fastify';
 import {
   fixtureRepository,
   IMAGE_MODEL,
@@ -76,168 +76,82 @@ const v2 = (model: string, body: unknown, headers: Record<string, string> = {}) 
     payload: typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body),
     headers: { 'content-type': 'application/json', ...headers },
   });
+/** A POST of `payload` as it is, with its content type. */
+const raw = (url: string, payload: Buffer | string, type: string): InjectOptions => ({
+  method: 'POST',
+  url,
+  payload,
+  headers: { 'content-type': type },
+});
+const form = (parts: Parameters<typeof multipart>[0]): InjectOptions => ({
+  method: 'POST',
+  url: '/classify',
+  ...multipart(parts),
+});
 
 describe('/classify validation', () => {
   it('accepts a multipart image under "image" or as the first file, fields included', async () => {
-    const m = multipart([
-      { name: 'top_k', value: '2' },
-      { name: 'photo', value: photo('chelsea.jpg'), filename: 'a.jpg', type: 'image/jpeg' },
-    ]);
-    const res = await app.inject({ method: 'POST', url: '/classify', ...m });
+    const res = await app.inject(
+      form([
+        { name: 'top_k', value: '2' },
+        { name: 'photo', value: photo('chelsea.jpg'), filename: 'a.jpg', type: 'image/jpeg' },
+      ]),
+    );
     expect(res.statusCode, res.body).toBe(200);
     expect((res.json() as { predictions: unknown[] }).predictions).toHaveLength(2);
   });
 
   it('refuses what is not an acceptable image request', async () => {
-    await expectError(
-      await app.inject({
-        method: 'POST',
-        url: '/classify',
-        payload: 'hello',
-        headers: { 'content-type': 'text/plain' },
-      }),
-      415,
-      'unsupported_media_type',
-    );
-    await expectError(
-      await app.inject({
-        method: 'POST',
-        url: '/classify',
-        payload: 'not an image',
-        headers: { 'content-type': 'image/png' },
-      }),
-      415,
-      'unsupported_image_format',
-    );
-    await expectError(
-      await app.inject({
-        method: 'POST',
-        url: '/classify',
-        payload: photo('chelsea.jpg').subarray(0, 2000),
-        headers: { 'content-type': 'image/jpeg' },
-      }),
-      400,
-      'image_decode_failed',
-    );
-    await expectError(
-      await app.inject({
-        method: 'POST',
-        url: '/classify',
-        payload: Buffer.alloc(0),
-        headers: { 'content-type': 'image/jpeg' },
-      }),
-      400,
-      'empty_image',
-    );
-    await expectError(
-      await app.inject({
-        method: 'POST',
-        url: '/classify',
-        payload: photo('astronaut.jpg'),
-        headers: { 'content-type': 'image/jpeg' },
-      }),
-      413,
-      'image_too_large',
-    );
-    await expectError(
-      await app.inject({ method: 'POST', url: '/classify', ...multipart([{ name: 'top_k', value: '3' }]) }),
-      400,
-      'missing_image',
-    );
-    const jpeg = { payload: photo('chelsea.jpg'), headers: { 'content-type': 'image/jpeg' } };
-    await expectError(
-      await app.inject({ method: 'POST', url: '/classify?top_k=0', ...jpeg }),
-      400,
-      'invalid_request',
-    );
-    await expectError(
-      await app.inject({
-        method: 'POST',
-        url: '/classify',
-        ...multipart([
+    const jpeg = photo('chelsea.jpg');
+    const image = (url: string, payload: Buffer) => raw(url, payload, 'image/jpeg');
+    for (const [req, status, code] of [
+      [raw('/classify', 'hello', 'text/plain'), 415, 'unsupported_media_type'],
+      [raw('/classify', 'not an image', 'image/png'), 415, 'unsupported_image_format'],
+      [image('/classify', jpeg.subarray(0, 2000)), 400, 'image_decode_failed'],
+      [image('/classify', Buffer.alloc(0)), 400, 'empty_image'],
+      [image('/classify', photo('astronaut.jpg')), 413, 'image_too_large'],
+      [form([{ name: 'top_k', value: '3' }]), 400, 'missing_image'],
+      [image('/classify?top_k=0', jpeg), 400, 'invalid_request'],
+      [
+        form([
           { name: 'top_k', value: 'x' },
-          { name: 'image', value: photo('chelsea.jpg'), filename: 'a.jpg' },
+          { name: 'image', value: jpeg, filename: 'a.jpg' },
         ]),
-      }),
-      400,
-      'invalid_top_k',
-    );
-    await expectError(
-      await app.inject({ method: 'POST', url: '/classify?model=nope', ...jpeg }),
-      404,
-      'unknown_model',
-    );
-    await expectError(
-      await app.inject({ method: 'POST', url: `/classify?model=${TEXT_MODEL}`, ...jpeg }),
-      400,
-      'not_an_image_model',
-    );
+        400,
+        'invalid_top_k',
+      ],
+      [image('/classify?model=nope', jpeg), 404, 'unknown_model'],
+      [image(`/classify?model=${TEXT_MODEL}`, jpeg), 400, 'not_an_image_model'],
+    ] as const)
+      await expectError(await app.inject(req), status, code);
   });
 });
 
 describe('/glue validation', () => {
+  /** A JSON body, or a string sent as it is (malformed JSON). */
   const glue = (task: string, body: unknown) =>
-    app.inject({ method: 'POST', url: `/glue/${task}`, payload: body as object });
+    app.inject(
+      typeof body === 'string'
+        ? raw(`/glue/${task}`, body, 'application/json')
+        : { method: 'POST', url: `/glue/${task}`, payload: body as object },
+    );
   it('404s unknown and unserved tasks', async () => {
     await expectError(await glue('nope', { sentence: 'x' }), 404, 'unknown_task');
     await expectError(await glue('qqp', { question1: 'a', question2: 'b' }), 404, 'task_not_served');
   });
   it('refuses missing, conflicting, oversized and malformed texts', async () => {
-    await expectError(await glue('mnli', { premise: 'a' }), 400, 'glue_missing');
-    await expectError(
-      await glue('mnli', { premise: 'a', hypothesis: 'b', sentence1: 'c', sentence2: 'd' }),
-      400,
-      'glue_ambiguous',
-    );
-    await expectError(
-      await glue('mnli', { premise: 'a', hypothesis: { text: 'b' } }),
-      400,
-      'invalid_request',
-    );
-    await expectError(
-      await glue('mnli', { premise: 'a'.repeat(501), hypothesis: 'b' }),
-      413,
-      'text_too_long',
-    );
-    await expectError(
-      await app.inject({
-        method: 'POST',
-        url: '/glue/mnli',
-        payload: '{"premise":"\\ud800","hypothesis":"b"}',
-        headers: { 'content-type': 'application/json' },
-      }),
-      400,
-      'invalid_text',
-    );
-    await expectError(
-      await glue('mnli', {
-        pairs: [
-          ['a', 'b'],
-          ['a', 'b'],
-          ['a', 'b'],
-          ['a', 'b'],
-          ['a', 'b'],
-        ],
-      }),
-      400,
-      'invalid_request',
-    );
-    await expectError(await glue('mnli', { pairs: [['a']] }), 400, 'invalid_pair');
-    await expectError(
-      await glue('mnli', { pairs: [['a', 'b']], premise: 'x', hypothesis: 'y' }),
-      400,
-      'ambiguous_body',
-    );
-    await expectError(
-      await app.inject({
-        method: 'POST',
-        url: '/glue/mnli',
-        payload: '{"premise":',
-        headers: { 'content-type': 'application/json' },
-      }),
-      400,
-      'invalid_json',
-    );
+    for (const [body, status, code] of [
+      [{ premise: 'a' }, 400, 'glue_missing'],
+      [{ premise: 'a', hypothesis: 'b', sentence1: 'c', sentence2: 'd' }, 400, 'glue_ambiguous'],
+      [{ premise: 'a', hypothesis: { text: 'b' } }, 400, 'invalid_request'],
+      [{ premise: 'a'.repeat(501), hypothesis: 'b' }, 413, 'text_too_long'],
+      ['{"premise":"\\ud800","hypothesis":"b"}', 400, 'invalid_text'],
+      [{ pairs: new Array<string[]>(5).fill(['a', 'b']) }, 400, 'invalid_request'],
+      [{ pairs: [['a']] }, 400, 'invalid_pair'],
+      [{ pairs: [['a', 'b']], premise: 'x', hypothesis: 'y' }, 400, 'ambiguous_body'],
+      ['{"premise":', 400, 'invalid_json'],
+    ] as const)
+      await expectError(await glue('mnli', body), status, code);
   });
 });
 
@@ -245,102 +159,47 @@ describe('V2 validation', () => {
   const pixels = (shape: number[], data: unknown) => ({
     inputs: [{ name: 'pixel_values', shape, datatype: 'FP32', data }],
   });
+  const tensor = (name: string, datatype: string) => ({
+    inputs: [{ name, shape: [1], datatype, data: [1] }],
+  });
   it('refuses malformed tensors with 400 and a code', async () => {
-    await expectError(await v2(IMAGE_MODEL, pixels([1, 3, -224, 224], [1])), 400, 'invalid_shape');
-    await expectError(await v2(IMAGE_MODEL, pixels([1, 3, 2, 2], [1, 2, 3])), 400, 'data_length_mismatch');
-    await expectError(
-      await v2(IMAGE_MODEL, pixels([1, 3, 2, 2], new Array(12).fill(0))),
-      400,
-      'invalid_shape',
-    );
-    await expectError(await v2(IMAGE_MODEL, pixels([0, 3, 224, 224], [])), 400, 'empty_batch');
-    await expectError(await v2(IMAGE_MODEL, pixels([1, 1], ['x'])), 400, 'non_finite_value');
-    await expectError(
-      await v2(IMAGE_MODEL, { inputs: [{ name: 'pixel_values', shape: [1], datatype: 'FP64', data: [1] }] }),
-      400,
-      'unsupported_datatype',
-    );
-    await expectError(
-      await v2(IMAGE_MODEL, { inputs: [{ name: 'pixel_values', shape: [1], datatype: 'FLOAT', data: [1] }] }),
-      400,
-      'invalid_request',
-    );
-    await expectError(
-      await v2(IMAGE_MODEL, { inputs: [{ name: 'image', shape: [1], datatype: 'FP32', data: [1] }] }),
-      400,
-      'unknown_input',
-    );
-    await expectError(await v2(IMAGE_MODEL, { inputs: [] }), 400, 'invalid_request');
-    await expectError(await v2(IMAGE_MODEL, '{"inputs": ['), 400, 'invalid_json');
-    await expectError(
-      await v2(IMAGE_MODEL, { ...pixels([1, 1], [1]), outputs: [{ name: 'probs' }] }),
-      400,
-      'unknown_output',
-    );
-    await expectError(await v2(IMAGE_MODEL, pixels([100, 3, 224, 224], [1])), 413, 'tensor_too_large');
+    for (const [body, status, code] of [
+      [pixels([1, 3, -224, 224], [1]), 400, 'invalid_shape'],
+      [pixels([1, 3, 2, 2], [1, 2, 3]), 400, 'data_length_mismatch'],
+      [pixels([1, 3, 2, 2], new Array(12).fill(0)), 400, 'invalid_shape'],
+      [pixels([0, 3, 224, 224], []), 400, 'empty_batch'],
+      [pixels([1, 1], ['x']), 400, 'non_finite_value'],
+      [tensor('pixel_values', 'FP64'), 400, 'unsupported_datatype'],
+      [tensor('pixel_values', 'FLOAT'), 400, 'invalid_request'],
+      [tensor('image', 'FP32'), 400, 'unknown_input'],
+      [{ inputs: [] }, 400, 'invalid_request'],
+      ['{"inputs": [', 400, 'invalid_json'],
+      [{ ...pixels([1, 1], [1]), outputs: [{ name: 'probs' }] }, 400, 'unknown_output'],
+      [pixels([100, 3, 224, 224], [1]), 413, 'tensor_too_large'],
+    ] as const)
+      await expectError(await v2(IMAGE_MODEL, body), status, code);
   });
 
   it('checks binary tensors: sizes, NaN, UTF-8', async () => {
-    const bin = (header: object, tail: Buffer) => {
+    const bin = (model: string, header: object, tail: Buffer) => {
       const h = Buffer.from(JSON.stringify(header));
-      return v2(IMAGE_MODEL, Buffer.concat([h, tail]), {
+      return v2(model, Buffer.concat([h, tail]), {
         'content-type': 'application/octet-stream',
         'inference-header-content-length': String(h.length),
       });
     };
     const nan = new Float32Array(3 * 224 * 224);
     nan[5] = NaN;
-    await expectError(
-      await bin(
-        {
-          inputs: [
-            {
-              name: 'pixel_values',
-              shape: [1, 3, 224, 224],
-              datatype: 'FP32',
-              parameters: { binary_data_size: nan.byteLength },
-            },
-          ],
-        },
-        Buffer.from(nan.buffer),
-      ),
-      400,
-      'non_finite_value',
-    );
-    await expectError(
-      await bin(
-        {
-          inputs: [
-            {
-              name: 'pixel_values',
-              shape: [1, 3, 224, 224],
-              datatype: 'FP32',
-              parameters: { binary_data_size: 16 },
-            },
-          ],
-        },
-        Buffer.alloc(16),
-      ),
-      400,
-      'data_length_mismatch',
-    );
-    await expectError(
-      await bin(
-        {
-          inputs: [
-            {
-              name: 'pixel_values',
-              shape: [1, 3, 224, 224],
-              datatype: 'FP32',
-              parameters: { binary_data_size: 99 },
-            },
-          ],
-        },
-        Buffer.alloc(16),
-      ),
-      400,
-      'invalid_binary_data',
-    );
+    // binary_data_size as declared, the bytes sent: the size must match both the tail and the shape.
+    for (const [size, tail, code] of [
+      [nan.byteLength, Buffer.from(nan.buffer), 'non_finite_value'],
+      [16, Buffer.alloc(16), 'data_length_mismatch'],
+      [99, Buffer.alloc(16), 'invalid_binary_data'],
+    ] as const) {
+      const input = { name: 'pixel_values', shape: [1, 3, 224, 224], datatype: 'FP32' };
+      const header = { inputs: [{ ...input, parameters: { binary_data_size: size } }] };
+      await expectError(await bin(IMAGE_MODEL, header, tail), 400, code);
+    }
     const h = Buffer.from('{"inputs":[]}');
     await expectError(
       await v2(IMAGE_MODEL, h, { 'inference-header-content-length': '999' }),
@@ -348,49 +207,29 @@ describe('V2 validation', () => {
       'invalid_binary_header',
     );
     const bad = Buffer.concat([Buffer.from([2, 0, 0, 0]), Buffer.from([0xc3, 0x28])]);
-    const hb = Buffer.from(
-      JSON.stringify({
-        inputs: [
-          { name: 'text', shape: [1], datatype: 'BYTES', parameters: { binary_data_size: bad.length } },
-        ],
-      }),
-    );
-    const res = await app.inject({
-      method: 'POST',
-      url: `/v2/models/${TEXT_MODEL}/infer`,
-      payload: Buffer.concat([hb, bad]),
-      headers: {
-        'content-type': 'application/octet-stream',
-        'inference-header-content-length': String(hb.length),
-      },
-    });
-    await expectError(res, 400, 'invalid_utf8');
+    const text = {
+      name: 'text',
+      shape: [1],
+      datatype: 'BYTES',
+      parameters: { binary_data_size: bad.length },
+    };
+    await expectError(await bin(TEXT_MODEL, { inputs: [text] }, bad), 400, 'invalid_utf8');
   });
 
   it('checks token tensors against the model', async () => {
     const ids = (data: number[], shape = [1, data.length]) => ({
       inputs: [{ name: 'input_ids', shape, datatype: 'INT64', data }],
     });
-    await expectError(await v2(TEXT_MODEL, ids([101, 99999, 102])), 400, 'value_out_of_range');
-    await expectError(await v2(TEXT_MODEL, ids([101, 1.5, 102])), 400, 'invalid_data');
-    await expectError(await v2(TEXT_MODEL, ids(new Array(200).fill(101))), 400, 'invalid_shape');
-    await expectError(
-      await v2(TEXT_MODEL, {
-        inputs: [
-          ...ids([101, 102]).inputs,
-          { name: 'attention_mask', shape: [1, 3], datatype: 'INT64', data: [1, 1, 1] },
-        ],
-      }),
-      400,
-      'shape_mismatch',
-    );
-    await expectError(
-      await v2(TEXT_MODEL, {
-        inputs: [...ids([101, 102]).inputs, { name: 'text', shape: [1], datatype: 'BYTES', data: ['x'] }],
-      }),
-      400,
-      'mixed_inputs',
-    );
+    const mask = { name: 'attention_mask', shape: [1, 3], datatype: 'INT64', data: [1, 1, 1] };
+    const text = { name: 'text', shape: [1], datatype: 'BYTES', data: ['x'] };
+    for (const [body, code] of [
+      [ids([101, 99999, 102]), 'value_out_of_range'],
+      [ids([101, 1.5, 102]), 'invalid_data'],
+      [ids(new Array<number>(200).fill(101)), 'invalid_shape'],
+      [{ inputs: [...ids([101, 102]).inputs, mask] }, 'shape_mismatch'],
+      [{ inputs: [...ids([101, 102]).inputs, text] }, 'mixed_inputs'],
+    ] as const)
+      await expectError(await v2(TEXT_MODEL, body), 400, code);
   });
 
   it('404s unknown models and versions, JSON everywhere', async () => {

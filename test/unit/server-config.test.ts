@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, renderSettingsMarkdown, SETTINGS } from '../..
 import { planThreads } from '../../src/threads.js';
 import { parseServingConfig, selectVersions } from '../../src/repository/serving.js';
 import { REPO_ROOT } from '../support/paths.js';
+import { SERVING_DEFAULTS } from '../support/serving-defaults.js';
 
 describe('server settings', () => {
   it('docs/settings.md is generated from the settings table', () => {
@@ -58,16 +59,7 @@ describe('server settings', () => {
 });
 
 describe('serving.json', () => {
-  const defaults = {
-    max_batch_size: 8,
-    max_queue_delay_ms: 2,
-    max_queue_size: 64,
-    instances: 1,
-    max_batch_tokens: 4096,
-    length_buckets: [16, 32],
-    warmup: 'all' as const,
-    weights: 'auto' as const,
-  };
+  const defaults = SERVING_DEFAULTS;
   it('fills defaults and validates every field', () => {
     expect(parseServingConfig({}, defaults)).toMatchObject({
       ...defaults,
