@@ -83,7 +83,9 @@ function checkContainer(c: Obj, label: string, opts: { modelRepository: string; 
     ...startupErrors(c.args ? arr(c.args).map(str) : ['serve'], literal).map((e) => `${label}: ${e}`),
   );
   if (literal[SETTINGS.host.env] !== '0.0.0.0')
-    errors.push(`${label}: ${SETTINGS.host.env} must be 0.0.0.0 (the default is unreachable from the kubelet)`);
+    errors.push(
+      `${label}: ${SETTINGS.host.env} must be 0.0.0.0 (the default is unreachable from the kubelet)`,
+    );
   if ((literal[SETTINGS.port.env] ?? String(port)) !== String(port))
     errors.push(`${label}: ${SETTINGS.port.env} differs from containerPort`);
   const repo = literal[SETTINGS.modelRepository.env];
