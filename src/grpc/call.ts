@@ -65,6 +65,14 @@ export function timingMetadata(t: RequestTrack): Metadata {
   return md;
 }
 
+/**
+ * A cancellation this close to the deadline is the client's own deadline timer, not a client giving up: the client
+ * counts its deadline from the send, the server from the header's arrival, so the client's cancel reaches the
+ * server before the server's deadline by the transit and event-loop delay (tens of ms on a loaded 2-core machine:
+ * test/http/grpc-lifecycle.test.ts "DEADLINE_EXCEEDED when…" saw it labelled client_cancelled at load 1.5).
+ */
+const DEADLINE_CANCEL_SLACK_MS = 100;
+
 function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>, defaultMs: number): number {
   const d = call.getDeadline();
   const at = d instanceof Date ? d.getTime() : d;
@@ -103,7 +111,8 @@ export function tracked<Req, Res>(
     const onCancel = () => {
       // The client went away (or its deadline passed, which grpc-js answers itself): drop the queued rows.
       t.controller.abort();
-      const outcome: Outcome = performance.now() >= t.deadline ? 'deadline_exceeded' : 'client_cancelled';
+      const expired = performance.now() >= t.deadline - DEADLINE_CANCEL_SLACK_MS;
+      const outcome: Outcome = expired ? 'deadline_exceeded' : 'client_cancelled';
       finish(ctx, t, outcome);
     };
     call.once('cancelled', onCancel);
